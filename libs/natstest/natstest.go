@@ -1,0 +1,53 @@
+// Package natstest starts an embedded JetStream server per test, on a random
+// port with its data in the test's temp dir, with Ebb's streams provisioned.
+package natstest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/embedded"
+)
+
+// Server is a running test server and a client connection to it.
+type Server struct {
+	Server *server.Server
+	URL    string
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+}
+
+// Start starts a server for t and stops it when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartIn(t, t.TempDir())
+}
+
+// StartIn starts a server keeping its data in dir, so a test can stop it and
+// start another on the same data.
+func StartIn(t testing.TB, dir string) *Server {
+	t.Helper()
+	srv, err := embedded.StartNATS(embedded.Options{Port: -1, StoreDir: dir})
+	require.NoError(t, err)
+	nc, js, err := bus.Connect(srv.ClientURL(), t.Name())
+	require.NoError(t, err)
+	limits := bus.DefaultLimits()
+	limits.WorkMaxBytes = 64 << 20
+	require.NoError(t, bus.Provision(context.Background(), js, limits))
+	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop closes the connection and shuts the server down; it is safe to call twice.
+func (s *Server) Stop() {
+	s.NC.Close()
+	s.Server.Shutdown()
+	s.Server.WaitForShutdown()
+}

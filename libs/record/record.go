@@ -1,0 +1,91 @@
+package record
+
+import "fmt"
+
+// Op is what a record asks the destination to do.
+type Op string
+
+const (
+	OpUpsert Op = "upsert"
+	OpInsert Op = "insert"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// Change is what the differ found for one key.
+type Change byte
+
+const (
+	Added   Change = 'a'
+	Changed Change = 'c'
+	Deleted Change = 'd'
+)
+
+func (c Change) String() string {
+	switch c {
+	case Added:
+		return "added"
+	case Changed:
+		return "changed"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("change(%d)", byte(c))
+}
+
+// Record is one row on its way to a destination. Data is nil for deletes.
+// KeyEnc travels with the record so every stage can report on the exact key
+// the differ planned, whatever the mapping does to the data.
+type Record struct {
+	Op     Op             `json:"op"`
+	KeyEnc Key            `json:"k"`
+	Key    map[string]any `json:"key"`
+	Data   map[string]any `json:"data,omitempty"`
+}
+
+// Batch is the unit every stage publishes, acks and checkpoints. Seq numbers
+// the extractor's batches of a run from 0; Partition is set from the
+// transformer on.
+type Batch struct {
+	Sync        string   `json:"sync"`
+	RunID       string   `json:"run_id"`
+	Seq         int      `json:"seq"`
+	Partition   int      `json:"partition"`
+	Destination string   `json:"destination,omitempty"`
+	Records     []Record `json:"records"`
+}
+
+// Status is a record's final outcome in a run.
+type Status string
+
+const (
+	Delivered Status = "delivered"
+	Failed    Status = "failed"
+	// Vanished: the differ planned it but the row was gone by extraction.
+	// It is final, and the snapshot keeps the old state so the next run
+	// decides again.
+	Vanished Status = "vanished"
+)
+
+// Result is one record's final outcome.
+type Result struct {
+	KeyEnc Key    `json:"k"`
+	Op     Op     `json:"op"`
+	Status Status `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ResultBatch reports the outcomes of one delivered batch.
+type ResultBatch struct {
+	Sync      string   `json:"sync"`
+	RunID     string   `json:"run_id"`
+	Seq       int      `json:"seq"`
+	Partition int      `json:"partition"`
+	Results   []Result `json:"results"`
+}
+
+// MsgID is the deterministic Nats-Msg-Id of a batch at a stage, so a
+// republish after a crash is dropped by JetStream's duplicate window.
+func MsgID(sync, runID, stage string, seq, partition int) string {
+	return fmt.Sprintf("%s/%s/%s/%d/%d", sync, runID, stage, seq, partition)
+}

@@ -1,0 +1,141 @@
+// Package run is the state of one execution of a sync, kept in the runs KV
+// bucket and changed only by compare-and-swap on revision.
+package run
+
+import (
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// State is where a run is in the pipeline.
+type State string
+
+const (
+	Pending    State = "pending"
+	Diffing    State = "diffing"
+	Extracting State = "extracting"
+	Delivering State = "delivering"
+	Committing State = "committing"
+	Succeeded  State = "succeeded"
+	Failed     State = "failed"
+	Cancelled  State = "cancelled"
+)
+
+// Terminal reports whether a run in state s is over.
+func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Cancelled }
+
+// Planned counts the records a run's change set asks to send, by what the
+// differ found, after the sync's mode has filtered it.
+type Planned struct {
+	Adds    int64 `json:"adds"`
+	Changes int64 `json:"changes"`
+	Deletes int64 `json:"deletes"`
+}
+
+// Total is the number of records the run must account for.
+func (p Planned) Total() int64 { return p.Adds + p.Changes + p.Deletes }
+
+// Outcome counts final results.
+type Outcome struct {
+	Delivered int64 `json:"delivered"`
+	Failed    int64 `json:"failed"`
+	Vanished  int64 `json:"vanished"`
+}
+
+// Run is one execution of a sync.
+type Run struct {
+	ID      string `json:"id"`
+	Sync    string `json:"sync"`
+	State   State  `json:"state"`
+	Trigger string `json:"trigger"`
+	Error   string `json:"error,omitempty"`
+
+	// ModelRows is the number of rows the model returned.
+	ModelRows int64 `json:"model_rows"`
+	Planned   Planned `json:"planned"`
+	// Sent breaks the outcome down by what was planned.
+	Adds    Outcome `json:"adds"`
+	Changes Outcome `json:"changes"`
+	Deletes Outcome `json:"deletes"`
+	// Extracted counts records read from the warehouse and published.
+	Extracted int64 `json:"extracted"`
+
+	// Partitions is the destination's partition count when the run started;
+	// with the batch sequence it numbers result batches for DoneBatches.
+	Partitions int `json:"partitions"`
+	// Batches is how many record batches the extractor published.
+	Batches int `json:"batches"`
+	// DoneBatches is a bitmap of the result batches already counted, so a
+	// result redelivered after a crash is not counted twice.
+	DoneBatches []byte `json:"done_batches,omitempty"`
+
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// NewID returns a new run id: a ULID, so ids sort by creation time.
+func NewID() string { return ulid.Make().String() }
+
+// Final is the number of records with a final result.
+func (r *Run) Final() int64 {
+	var n int64
+	for _, o := range []Outcome{r.Adds, r.Changes, r.Deletes} {
+		n += o.Delivered + o.Failed + o.Vanished
+	}
+	return n
+}
+
+// FailedRecords counts records that failed for this run.
+func (r *Run) FailedRecords() int64 { return r.Adds.Failed + r.Changes.Failed + r.Deletes.Failed }
+
+// MarkBatch records that result batch i was counted. It returns false if it
+// already was.
+func (r *Run) MarkBatch(i int) bool {
+	for len(r.DoneBatches) <= i/8 {
+		r.DoneBatches = append(r.DoneBatches, 0)
+	}
+	bit := byte(1) << (i % 8)
+	if r.DoneBatches[i/8]&bit != 0 {
+		return false
+	}
+	r.DoneBatches[i/8] |= bit
+	return true
+}
+
+// Summary is what people read about a run: its state, what it sent, and
+// what failed.
+func (r *Run) Summary() string {
+	s := string(r.State)
+	s += " · adds " + itoa(r.Adds.Delivered) + "/" + itoa(r.Planned.Adds)
+	s += " · changes " + itoa(r.Changes.Delivered) + "/" + itoa(r.Planned.Changes)
+	s += " · deletes " + itoa(r.Deletes.Delivered) + "/" + itoa(r.Planned.Deletes)
+	s += " · failed " + itoa(r.FailedRecords())
+	if r.Error != "" {
+		s += " · " + r.Error
+	}
+	return s
+}
+
+func itoa(n int64) string {
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,215 @@
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned for a run that does not exist.
+var ErrNotFound = errors.New("run not found")
+
+// ErrActive is returned when a sync already has an active run.
+var ErrActive = errors.New("sync already has an active run")
+
+// Store keeps runs in the runs KV bucket: "run.<sync>.<id>" holds the run,
+// "active.<sync>" the id of the sync's active run. Creating the active key
+// with Create (which fails if it exists) is what makes two active runs of a
+// sync impossible.
+type Store struct {
+	kv jetstream.KeyValue
+}
+
+// NewStore wraps the runs bucket.
+func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+
+// OpenStore opens the runs bucket.
+func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening runs bucket %s: %w", bucket, err)
+	}
+	return NewStore(kv), nil
+}
+
+func runKey(sync, id string) string { return "run." + sync + "." + id }
+func activeKey(sync string) string  { return "active." + sync }
+
+// Create claims the sync's active slot and stores a new pending run.
+func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) {
+	r := &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()}
+	if _, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			active, _ := s.ActiveID(ctx, sync)
+			return nil, fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
+		}
+		return nil, fmt.Errorf("claiming active run of sync %q: %w", sync, err)
+	}
+	data, _ := json.Marshal(r)
+	if _, err := s.kv.Create(ctx, runKey(sync, r.ID), data); err != nil {
+		_ = s.kv.Delete(ctx, activeKey(sync))
+		return nil, fmt.Errorf("creating run of sync %q: %w", sync, err)
+	}
+	return r, nil
+}
+
+// ActiveID returns the id of the sync's active run, or "".
+func (s *Store) ActiveID(ctx context.Context, sync string) (string, error) {
+	e, err := s.kv.Get(ctx, activeKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading active run of sync %q: %w", sync, err)
+	}
+	return string(e.Value()), nil
+}
+
+// Get reads a run of a sync.
+func (s *Store) Get(ctx context.Context, sync, id string) (*Run, error) {
+	r, _, err := s.get(ctx, sync, id)
+	return r, err
+}
+
+func (s *Store) get(ctx context.Context, sync, id string) (*Run, uint64, error) {
+	e, err := s.kv.Get(ctx, runKey(sync, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("run %s of sync %q: %w", id, sync, ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading run %s: %w", id, err)
+	}
+	var r Run
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("decoding run %s: %w", id, err)
+	}
+	return &r, e.Revision(), nil
+}
+
+// Find reads a run by id alone.
+func (s *Store) Find(ctx context.Context, id string) (*Run, error) {
+	if strings.ContainsAny(id, ".*> ") || id == "" {
+		return nil, fmt.Errorf("run id %q is malformed", id)
+	}
+	lister, err := s.kv.ListKeysFiltered(ctx, "run.*."+id)
+	if err != nil {
+		return nil, fmt.Errorf("looking up run %s: %w", id, err)
+	}
+	var found string
+	for k := range lister.Keys() {
+		found = k
+	}
+	if found == "" {
+		return nil, fmt.Errorf("run %s: %w", id, ErrNotFound)
+	}
+	parts := strings.Split(found, ".")
+	return s.Get(ctx, parts[1], id)
+}
+
+// List returns a sync's runs, newest first, at most limit (0: all).
+func (s *Store) List(ctx context.Context, sync string, limit int) ([]*Run, error) {
+	filter := "run.*.*"
+	if sync != "" {
+		filter = "run." + sync + ".*"
+	}
+	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("listing runs: %w", err)
+	}
+	type ref struct{ sync, id string }
+	var refs []ref
+	for k := range lister.Keys() {
+		parts := strings.Split(k, ".")
+		refs = append(refs, ref{parts[1], parts[2]})
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].id > refs[j].id })
+	if limit > 0 && len(refs) > limit {
+		refs = refs[:limit]
+	}
+	runs := make([]*Run, 0, len(refs))
+	for _, rf := range refs {
+		r, err := s.Get(ctx, rf.sync, rf.id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+// ErrSkip, returned by an Update function, leaves the run unchanged.
+var ErrSkip = errors.New("skip update")
+
+// Update applies fn to the run and writes it back with compare-and-swap,
+// retrying fn on a conflicting write. When fn moves the run to a terminal
+// state, the sync's active slot is released.
+func (s *Store) Update(ctx context.Context, sync, id string, fn func(*Run) error) (*Run, error) {
+	for attempt := 0; ; attempt++ {
+		r, rev, err := s.get(ctx, sync, id)
+		if err != nil {
+			return nil, err
+		}
+		wasTerminal := r.State.Terminal()
+		if err := fn(r); err != nil {
+			if errors.Is(err, ErrSkip) {
+				return r, nil
+			}
+			return r, err
+		}
+		if r.State.Terminal() && r.FinishedAt.IsZero() {
+			r.FinishedAt = time.Now().UTC()
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encoding run %s: %w", id, err)
+		}
+		if _, err := s.kv.Update(ctx, runKey(sync, id), data, rev); err != nil {
+			if isConflict(err) && attempt < 1000 && ctx.Err() == nil {
+				continue
+			}
+			return nil, fmt.Errorf("updating run %s: %w", id, err)
+		}
+		if r.State.Terminal() && !wasTerminal {
+			if err := s.release(ctx, sync, id); err != nil {
+				return r, err
+			}
+		}
+		return r, nil
+	}
+}
+
+// release frees the sync's active slot if this run holds it.
+func (s *Store) release(ctx context.Context, sync, id string) error {
+	e, err := s.kv.Get(ctx, activeKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading active run of sync %q: %w", sync, err)
+	}
+	if string(e.Value()) != id {
+		return nil
+	}
+	if err := s.kv.Delete(ctx, activeKey(sync), jetstream.LastRevision(e.Revision())); err != nil && !isConflict(err) {
+		return fmt.Errorf("releasing active run of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
+// isConflict reports a compare-and-swap failure.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}

@@ -1,0 +1,3 @@
+module github.com/ebb-etl/ebb/proto
+
+go 1.26.0

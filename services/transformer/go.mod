@@ -1,0 +1,7 @@
+module github.com/ebb-etl/ebb/services/transformer
+
+go 1.26.0
+
+require github.com/ebb-etl/ebb/libs v0.0.0
+
+replace github.com/ebb-etl/ebb/libs => ../../libs
