@@ -38,6 +38,7 @@ func (c Change) String() string {
 // the differ planned, whatever the mapping does to the data.
 type Record struct {
 	Op     Op             `json:"op"`
+	Change Change         `json:"c"`
 	KeyEnc Key            `json:"k"`
 	Key    map[string]any `json:"key"`
 	Data   map[string]any `json:"data,omitempty"`
@@ -55,6 +56,16 @@ type Batch struct {
 	Records     []Record `json:"records"`
 }
 
+// ResultIndex numbers a run's result batches for deduplication: each
+// extracted batch seq has one slot per partition, plus two for outcomes
+// decided before delivery: ExtractorSlot and TransformerSlot.
+func ResultIndex(seq, partition, partitions int) int { return seq*(partitions+2) + partition }
+
+// ExtractorSlot and TransformerSlot are the partition numbers of the result
+// batches the extractor and the transformer publish themselves.
+func ExtractorSlot(partitions int) int   { return partitions }
+func TransformerSlot(partitions int) int { return partitions + 1 }
+
 // Status is a record's final outcome in a run.
 type Status string
 
@@ -71,6 +82,7 @@ const (
 type Result struct {
 	KeyEnc Key    `json:"k"`
 	Op     Op     `json:"op"`
+	Change Change `json:"c"`
 	Status Status `json:"status"`
 	Error  string `json:"error,omitempty"`
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/ebb-etl/ebb/libs/config"
 )
 
 // State is where a run is in the pipeline.
@@ -52,7 +54,7 @@ type Run struct {
 	Error   string `json:"error,omitempty"`
 
 	// ModelRows is the number of rows the model returned.
-	ModelRows int64 `json:"model_rows"`
+	ModelRows int64   `json:"model_rows"`
 	Planned   Planned `json:"planned"`
 	// Sent breaks the outcome down by what was planned.
 	Adds    Outcome `json:"adds"`
@@ -61,6 +63,14 @@ type Run struct {
 	// Extracted counts records read from the warehouse and published.
 	Extracted int64 `json:"extracted"`
 
+	// Spec is the sync as it was when the run started: every stage of the
+	// run follows this copy, so editing a sync never changes a run halfway.
+	Spec config.Sync `json:"spec"`
+	// BatchSize is how many change-set entries each extracted batch covers.
+	BatchSize int `json:"batch_size,omitempty"`
+	// Snapshot objects: the model as diffed (the candidate) and the change set.
+	Candidate string `json:"candidate,omitempty"`
+	ChangeSet string `json:"change_set,omitempty"`
 	// Partitions is the destination's partition count when the run started;
 	// with the batch sequence it numbers result batches for DoneBatches.
 	Partitions int `json:"partitions"`

@@ -1,0 +1,147 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Handler processes one message. Returning nil acks it; an error naks it
+// with a growing delay, so it is redelivered (to this copy or another).
+// Handlers deal with permanent failures themselves (failing the run, say)
+// and return nil.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+// WorkOptions tune Work.
+type WorkOptions struct {
+	// Workers is how many messages are handled at once.
+	Workers int
+	// KeepAlive is how often a message still being handled is marked in
+	// progress, so JetStream does not redeliver it; keep it well under the
+	// consumer's AckWait.
+	KeepAlive time.Duration
+	// MaxBackoff caps the delay of a nak.
+	MaxBackoff time.Duration
+}
+
+// Work pulls messages from cons and hands each to handle, with up to
+// o.Workers at once, until ctx ends; then it stops pulling and waits for the
+// handlers in flight, which see ctx's cancellation.
+func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerolog.Logger, handle Handler) error {
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 10 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(o.Workers))
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+	slots := make(chan struct{}, o.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		slots <- struct{}{}
+		msg, err := iter.Next()
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			log.Warn().Err(err).Msg("pulling messages")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			handleOne(ctx, msg, o, log, handle)
+		}()
+	}
+}
+
+func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolog.Logger, handle Handler) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(o.KeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	err := handle(ctx, msg)
+	if err == nil {
+		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Str("subject", msg.Subject()).Msg("acking message")
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: hand the message back at once for another copy.
+		_ = msg.Nak()
+		return
+	}
+	delay := backoff(msg, o.MaxBackoff)
+	var after *RetryError
+	if errors.As(err, &after) && after.Delay > 0 {
+		delay = after.Delay
+	}
+	log.Warn().Err(err).Str("subject", msg.Subject()).Dur("retry_in", delay).Msg("handling message failed; will retry")
+	_ = msg.NakWithDelay(delay)
+}
+
+// RetryError asks Work to redeliver the message after Delay (a
+// destination's Retry-After, say) instead of the usual backoff.
+type RetryError struct {
+	Err   error
+	Delay time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// backoff grows with the delivery count: 1s, 2s, 4s, ... up to max.
+func backoff(msg jetstream.Msg, max time.Duration) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	d := time.Second
+	for i := uint64(1); i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// Durable creates or updates a shared durable pull consumer: every copy of a
+// service binds to the same one, so they share its messages.
+func Durable(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 60 * time.Second
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning consumer %s on %s: %w", cfg.Durable, stream, err)
+	}
+	return cons, nil
+}

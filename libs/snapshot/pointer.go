@@ -1,0 +1,59 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Pointer names a sync's committed snapshot. It lives in the state bucket
+// under "snapshot.<sync>" and moves only by compare-and-swap, when a run
+// commits.
+type Pointer struct {
+	RunID       string    `json:"run_id"`
+	Object      string    `json:"object"`
+	Rows        int64     `json:"rows"`
+	CommittedAt time.Time `json:"committed_at"`
+}
+
+func pointerKey(sync string) string { return "snapshot." + sync }
+
+// LoadPointer reads a sync's pointer and its revision; a sync that never
+// committed has the zero Pointer and revision 0.
+func LoadPointer(ctx context.Context, kv jetstream.KeyValue, sync string) (Pointer, uint64, error) {
+	e, err := kv.Get(ctx, pointerKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Pointer{}, 0, nil
+	}
+	if err != nil {
+		return Pointer{}, 0, fmt.Errorf("reading snapshot pointer of sync %q: %w", sync, err)
+	}
+	var p Pointer
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		return Pointer{}, 0, fmt.Errorf("decoding snapshot pointer of sync %q: %w", sync, err)
+	}
+	return p, e.Revision(), nil
+}
+
+// StorePointer moves a sync's pointer, failing if it moved since revision
+// (0: if it exists).
+func StorePointer(ctx context.Context, kv jetstream.KeyValue, sync string, p Pointer, revision uint64) error {
+	data, _ := json.Marshal(p)
+	var err error
+	if revision == 0 {
+		_, err = kv.Create(ctx, pointerKey(sync), data)
+	} else {
+		_, err = kv.Update(ctx, pointerKey(sync), data, revision)
+	}
+	if err != nil {
+		return fmt.Errorf("moving snapshot pointer of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
+// ObjectName names a run's objects: kind is "snapshot", "changes" or "committed".
+func ObjectName(sync, runID, kind string) string { return sync + "/" + runID + "/" + kind }

@@ -1,0 +1,221 @@
+// Package delivery is the service that writes mapped records to
+// destinations. Each destination partition has its own durable consumer
+// whose ack window (MaxAckPending) bounds the batches in flight: a slow
+// destination fills its own window and slows only the syncs that feed it.
+// Every record gets a final result, published to ebb.results.<sync>.
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/destination"
+	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/libs/record"
+)
+
+// Deps is what the delivery service needs.
+type Deps struct {
+	Plane           *plane.Plane
+	Log             zerolog.Logger
+	OpenDestination func(context.Context, config.Destination) (destination.Destination, error)
+	// Refresh is how often the destination list is re-read.
+	Refresh time.Duration
+}
+
+// Run delivers to every configured destination until ctx ends, starting,
+// restarting and stopping consumers as destinations are added, changed and
+// removed.
+func Run(ctx context.Context, d Deps) error {
+	if d.Refresh <= 0 {
+		d.Refresh = 2 * time.Second
+	}
+	d.Log = d.Log.With().Str(logging.FieldService, "delivery").Logger()
+	running := map[string]*worker{}
+	defer func() {
+		for _, w := range running {
+			w.stop()
+		}
+	}()
+	t := time.NewTicker(d.Refresh)
+	defer t.Stop()
+	for {
+		if err := reconcile(ctx, d, running); err != nil && ctx.Err() == nil {
+			d.Log.Warn().Err(err).Msg("reading destinations")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile starts a worker per destination and restarts those whose config
+// changed.
+func reconcile(ctx context.Context, d Deps, running map[string]*worker) error {
+	f, err := d.Plane.Configs.Load(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, dest := range f.Destinations {
+		seen[dest.Name] = true
+		if w, ok := running[dest.Name]; ok {
+			if reflect.DeepEqual(w.dest, dest) {
+				continue
+			}
+			w.stop()
+			delete(running, dest.Name)
+		}
+		w, err := start(ctx, d, dest)
+		if err != nil {
+			d.Log.Error().Err(err).Str(logging.FieldDestination, dest.Name).Msg("starting delivery")
+			continue
+		}
+		running[dest.Name] = w
+	}
+	for name, w := range running {
+		if !seen[name] {
+			w.stop()
+			delete(running, name)
+		}
+	}
+	return nil
+}
+
+// worker delivers to one destination: one consumer per partition.
+type worker struct {
+	dest   config.Destination
+	opts   config.DeliveryOptions
+	client destination.Destination
+	plane  *plane.Plane
+	log    zerolog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error) {
+	opts, err := dest.Delivery()
+	if err != nil {
+		return nil, err
+	}
+	client, err := d.OpenDestination(ctx, dest)
+	if err != nil {
+		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{dest: dest, opts: opts, client: client, plane: d.Plane, cancel: cancel,
+		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
+	for p := 0; p < opts.Partitions; p++ {
+		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
+			Durable:       fmt.Sprintf("deliver_%s_%d", dest.Name, p),
+			FilterSubject: bus.Deliver(dest.Name, p),
+			MaxAckPending: opts.AckWindow,
+			AckWait:       opts.Timeout + 30*time.Second,
+		})
+		if err != nil {
+			w.stop()
+			return nil, err
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			log := w.log.With().Int(logging.FieldPartition, p).Logger()
+			if err := bus.Work(wctx, cons, bus.WorkOptions{Workers: opts.AckWindow}, log, w.handle); err != nil {
+				log.Error().Err(err).Msg("delivery stopped")
+			}
+		}()
+	}
+	w.log.Info().Int("partitions", opts.Partitions).Int("ack_window", opts.AckWindow).Msg("delivering")
+	return w, nil
+}
+
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
+	_ = w.client.Close()
+}
+
+func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
+	var b record.Batch
+	if err := json.Unmarshal(msg.Data(), &b); err != nil {
+		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
+		return nil
+	}
+	giveUp := false
+	if md, err := msg.Metadata(); err == nil {
+		giveUp = time.Since(md.Timestamp) > w.opts.RetryFor
+	}
+	results := make([]record.Result, 0, len(b.Records))
+	for i := 0; i < len(b.Records); i += w.opts.BatchSize {
+		chunk := b.Records[i:min(i+w.opts.BatchSize, len(b.Records))]
+		id := fmt.Sprintf("%s/%d", record.MsgID(b.Sync, b.RunID, "deliver", b.Seq, b.Partition), i/w.opts.BatchSize)
+		res, err := w.write(ctx, b, id, chunk)
+		if err != nil {
+			if !giveUp {
+				return &bus.RetryError{Err: err, Delay: destination.RetryAfter(err)}
+			}
+			res = failAll(chunk, fmt.Sprintf("gave up after retrying for %s: %v", w.opts.RetryFor, err))
+		}
+		results = append(results, res...)
+	}
+	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results}
+	data, err := json.Marshal(rb)
+	if err != nil {
+		return fmt.Errorf("encoding results: %w", err)
+	}
+	id := record.MsgID(b.Sync, b.RunID, "results", b.Seq, b.Partition)
+	return bus.Publish(ctx, w.plane.JS, bus.Results(b.Sync), data, id)
+}
+
+// write sends records as one batch. A batch rejected as a whole is split in
+// halves until the records at fault are alone, so one bad record fails by
+// itself and the rest are delivered. A transient error is returned as is.
+func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []record.Record) ([]record.Result, error) {
+	errs, err := w.client.Write(ctx, destination.Batch{ID: id, Sync: b.Sync, RunID: b.RunID, Records: recs})
+	if err == nil {
+		results := make([]record.Result, len(recs))
+		for i, rec := range recs {
+			results[i] = record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: record.Delivered}
+			if i < len(errs) && errs[i] != nil {
+				results[i].Status, results[i].Error = record.Failed, errs[i].Error()
+			}
+		}
+		return results, nil
+	}
+	if !destination.IsPermanent(err) {
+		return nil, err
+	}
+	if len(recs) == 1 {
+		return failAll(recs, err.Error()), nil
+	}
+	half := len(recs) / 2
+	left, err := w.write(ctx, b, id+".0", recs[:half])
+	if err != nil {
+		return nil, err
+	}
+	right, err := w.write(ctx, b, id+".1", recs[half:])
+	if err != nil {
+		return nil, err
+	}
+	return append(left, right...), nil
+}
+
+func failAll(recs []record.Record, reason string) []record.Result {
+	out := make([]record.Result, len(recs))
+	for i, rec := range recs {
+		out[i] = record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: record.Failed, Error: reason}
+	}
+	return out
+}

@@ -1,0 +1,320 @@
+// Package differ is the service that starts and finishes runs. On
+// ebb.run.requested it diffs the model against the sync's committed snapshot
+// (the `local` engine) and announces the change set; on ebb.run.delivered,
+// when every record has a final result, it commits the snapshot.
+package differ
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/diff"
+	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/snapshot"
+	"github.com/ebb-etl/ebb/libs/source"
+)
+
+// Deps is what the differ needs.
+type Deps struct {
+	Plane      *plane.Plane
+	Log        zerolog.Logger
+	OpenSource func(context.Context, config.Source) (source.Source, error)
+	// Workers is how many runs are diffed or committed at once.
+	Workers int
+	// MaxFailedKeys bounds the failed keys a commit holds in memory. A run
+	// with more keeps its previous snapshot whole, so the next run resends
+	// its whole change set: duplicates, never losses.
+	MaxFailedKeys int
+}
+
+type service struct{ Deps }
+
+// Run consumes run events until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if d.Workers <= 0 {
+		d.Workers = 2
+	}
+	if d.MaxFailedKeys <= 0 {
+		d.MaxFailedKeys = 1_000_000
+	}
+	d.Log = d.Log.With().Str(logging.FieldService, "differ").Logger()
+	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamRuns, jetstream.ConsumerConfig{
+		Durable:        "differ",
+		FilterSubjects: []string{bus.RunRequested("*"), bus.RunDelivered("*")},
+		MaxAckPending:  64,
+	})
+	if err != nil {
+		return err
+	}
+	s := &service{d}
+	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+}
+
+func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
+	var ev run.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		s.Log.Error().Err(err).Str("subject", msg.Subject()).Msg("dropping malformed run event")
+		return nil
+	}
+	log := s.Log.With().Str(logging.FieldSync, ev.Sync).Str(logging.FieldRun, ev.RunID).Logger()
+	r, err := s.Plane.Runs.Get(ctx, ev.Sync, ev.RunID)
+	if errors.Is(err, run.ErrNotFound) {
+		log.Warn().Msg("dropping event of unknown run")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.State.Terminal() {
+		return nil
+	}
+	if strings.HasPrefix(msg.Subject(), "ebb.run.delivered.") {
+		return s.commit(ctx, log, r)
+	}
+	return s.diff(ctx, log, r)
+}
+
+// fail ends a run with err; the snapshot is not moved.
+func (s *service) fail(ctx context.Context, log zerolog.Logger, r *run.Run, err error) error {
+	log.Error().Err(err).Msg("run failed")
+	_, uerr := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		if r.State.Terminal() {
+			return run.ErrSkip
+		}
+		r.State, r.Error = run.Failed, err.Error()
+		return nil
+	})
+	return uerr
+}
+
+func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+	switch r.State {
+	case run.Extracting, run.Delivering:
+		// Diffed already; the announcement may have been lost in a crash.
+		return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+	case run.Committing:
+		return nil
+	}
+	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		r.State = run.Diffing
+		if r.StartedAt.IsZero() {
+			r.StartedAt = time.Now().UTC()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Msg("diffing")
+	plan, err := s.prepare(ctx, r)
+	if err != nil {
+		return s.fail(ctx, log, r, err)
+	}
+	stats, err := s.computeDiff(ctx, plan, r)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return s.fail(ctx, log, r, err)
+	}
+	r, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		if r.State != run.Diffing {
+			return run.ErrSkip
+		}
+		r.State = run.Extracting
+		r.Spec = plan.sync
+		r.Partitions = plan.delivery.Partitions
+		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
+		r.ModelRows = stats.Rows
+		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
+		r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
+		r.ChangeSet = snapshot.ObjectName(r.Sync, r.ID, "changes")
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
+		Int64("deletes", stats.Deletes).Msg("diffed")
+	if r.Planned.Total() == 0 {
+		return s.commit(ctx, log, r)
+	}
+	return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+}
+
+// plan is what a run works from, read from the config store at its start.
+type plan struct {
+	sync     config.Sync
+	src      config.Source
+	delivery config.DeliveryOptions
+}
+
+func (s *service) prepare(ctx context.Context, r *run.Run) (plan, error) {
+	var p plan
+	var err error
+	if p.sync, err = s.Plane.Configs.Sync(ctx, r.Sync); err != nil {
+		return p, err
+	}
+	if p.src, err = s.Plane.Configs.Source(ctx, p.sync.Source); err != nil {
+		return p, err
+	}
+	dest, err := s.Plane.Configs.Destination(ctx, p.sync.Destination)
+	if err != nil {
+		return p, err
+	}
+	p.delivery, err = dest.Delivery()
+	return p, err
+}
+
+// computeDiff streams the model against the committed snapshot into the
+// run's candidate snapshot and change set.
+func (s *service) computeDiff(ctx context.Context, p plan, r *run.Run) (diff.Stats, error) {
+	src, err := s.OpenSource(ctx, p.src)
+	if err != nil {
+		return diff.Stats{}, fmt.Errorf("opening source %q: %w", p.src.Name, err)
+	}
+	defer src.Close()
+	ptr, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
+	if err != nil {
+		return diff.Stats{}, err
+	}
+	prev, err := snapshot.Open(ctx, s.Plane.Snapshots, ptr.Object, snapshot.SnapshotPayload)
+	if err != nil {
+		return diff.Stats{}, err
+	}
+	defer prev.Close()
+	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.SnapshotPayload)
+	changes := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "changes"), snapshot.ChangesPayload)
+	model := source.Model{SQL: p.sync.Model.SQL, PrimaryKey: p.sync.Model.PrimaryKey}
+	stats, err := diff.Compute(ctx, src, model, p.sync.Mode, prev, next, changes)
+	if err != nil {
+		next.Abort(err)
+		changes.Abort(err)
+		return stats, err
+	}
+	if err := next.Close(); err != nil {
+		changes.Abort(err)
+		return stats, err
+	}
+	return stats, changes.Close()
+}
+
+// commit moves the sync's snapshot pointer to what the run delivered and
+// ends the run. Every step is idempotent, so a redelivered event or a crash
+// halfway is harmless.
+func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		if r.State == run.Committing {
+			return run.ErrSkip
+		}
+		if r.Final() < r.Planned.Total() {
+			return fmt.Errorf("run %s has %d of %d final results: not ready to commit", r.ID, r.Final(), r.Planned.Total())
+		}
+		r.State = run.Committing
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ptr, rev, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
+	if err != nil {
+		return err
+	}
+	if ptr.RunID != r.ID {
+		if err := s.movePointer(ctx, log, r, ptr, rev); err != nil {
+			return err
+		}
+	}
+	_ = s.Plane.Snapshots.Delete(ctx, r.ChangeSet)
+	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		if r.State.Terminal() {
+			return run.ErrSkip
+		}
+		r.State = run.Succeeded
+		if n := r.FailedRecords(); n > 0 {
+			r.State = run.Failed
+			r.Error = fmt.Sprintf("%d of %d records failed; the next run sends them again", n, r.Planned.Total())
+		}
+		return nil
+	})
+	if err == nil {
+		log.Info().Msg("run committed")
+	}
+	return err
+}
+
+func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Run, prev snapshot.Pointer, rev uint64) error {
+	keep, err := s.failedKeys(ctx, r)
+	if errors.Is(err, run.ErrTooManyFailures) {
+		log.Warn().Int("limit", s.MaxFailedKeys).Msg("too many failed records to patch the snapshot; keeping the previous one whole")
+		_ = s.Plane.Snapshots.Delete(ctx, r.Candidate)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	next := snapshot.Pointer{RunID: r.ID, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
+	if len(keep) > 0 {
+		next.Object = snapshot.ObjectName(r.Sync, r.ID, "committed")
+		if next.Rows, err = s.patch(ctx, prev.Object, r.Candidate, next.Object, keep); err != nil {
+			return err
+		}
+	}
+	if err := snapshot.StorePointer(ctx, s.Plane.State, r.Sync, next, rev); err != nil {
+		return err
+	}
+	for _, obj := range []string{prev.Object, r.Candidate} {
+		if obj != "" && obj != next.Object {
+			_ = s.Plane.Snapshots.Delete(ctx, obj)
+		}
+	}
+	return nil
+}
+
+// failedKeys returns the keys whose records did not reach the destination.
+func (s *service) failedKeys(ctx context.Context, r *run.Run) (map[string]bool, error) {
+	if r.FailedRecords() == 0 && r.Adds.Vanished+r.Changes.Vanished+r.Deletes.Vanished == 0 {
+		return nil, nil
+	}
+	failures, err := run.Failures(ctx, s.Plane.JS, r.Sync, r.ID, s.MaxFailedKeys)
+	if err != nil {
+		return nil, err
+	}
+	keep := make(map[string]bool, len(failures))
+	for _, f := range failures {
+		keep[string(f.KeyEnc)] = true
+	}
+	return keep, nil
+}
+
+// patch writes the committed snapshot: the candidate, with failed keys
+// restored from the previous snapshot.
+func (s *service) patch(ctx context.Context, prevObj, candObj, outObj string, keep map[string]bool) (int64, error) {
+	prev, err := snapshot.Open(ctx, s.Plane.Snapshots, prevObj, snapshot.SnapshotPayload)
+	if err != nil {
+		return 0, err
+	}
+	defer prev.Close()
+	cand, err := snapshot.Open(ctx, s.Plane.Snapshots, candObj, snapshot.SnapshotPayload)
+	if err != nil {
+		return 0, err
+	}
+	defer cand.Close()
+	out := snapshot.Create(ctx, s.Plane.Snapshots, outObj, snapshot.SnapshotPayload)
+	if err := diff.Commit(prev, cand, keep, out); err != nil {
+		out.Abort(err)
+		return 0, err
+	}
+	return out.Count(), out.Close()
+}

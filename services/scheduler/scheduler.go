@@ -1,0 +1,174 @@
+// Package scheduler is the service that starts syncs on their schedules.
+// Copies elect one leader through a lease in the leases KV bucket, renewed
+// by compare-and-swap; only the leader starts runs, and the run store's
+// active slot guarantees a sync never has two active runs.
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/libs/run"
+)
+
+// Deps is what the scheduler needs.
+type Deps struct {
+	Plane *plane.Plane
+	Log   zerolog.Logger
+	// Leases is the leases bucket.
+	Leases jetstream.KeyValue
+	// ID names this copy in the lease; default host:pid.
+	ID string
+	// Tick is how often schedules are checked; default 1s.
+	Tick time.Duration
+	// LeaseTTL is how long a lease lasts without renewal; default 10s.
+	LeaseTTL time.Duration
+}
+
+const leaseKey = "scheduler"
+
+// lease is the leader's claim, valid until Expires.
+type lease struct {
+	Holder  string    `json:"holder"`
+	Expires time.Time `json:"expires"`
+}
+
+type service struct {
+	Deps
+	leaseUntil time.Time
+}
+
+// Run checks schedules every tick while it holds the lease, until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if d.Tick <= 0 {
+		d.Tick = time.Second
+	}
+	if d.LeaseTTL <= 0 {
+		d.LeaseTTL = 10 * time.Second
+	}
+	if d.ID == "" {
+		host, _ := os.Hostname()
+		d.ID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	d.Log = d.Log.With().Str(logging.FieldService, "scheduler").Logger()
+	s := &service{Deps: d}
+	t := time.NewTicker(d.Tick)
+	defer t.Stop()
+	for {
+		leader, err := s.claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.Log.Warn().Err(err).Msg("claiming scheduler lease")
+		}
+		if leader {
+			if err := s.fire(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Warn().Err(err).Msg("checking schedules")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// claim takes or renews the lease. Every write is compare-and-swap on the
+// revision read, so two copies can never both succeed.
+func (s *service) claim(ctx context.Context) (bool, error) {
+	now := time.Now()
+	next, _ := json.Marshal(lease{Holder: s.ID, Expires: now.Add(s.LeaseTTL)})
+	e, err := s.Leases.Get(ctx, leaseKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		_, err = s.Leases.Create(ctx, leaseKey, next)
+	case err != nil:
+		return false, err
+	default:
+		var cur lease
+		if jerr := json.Unmarshal(e.Value(), &cur); jerr == nil && cur.Holder != s.ID && now.Before(cur.Expires) {
+			return false, nil // someone else leads
+		}
+		_, err = s.Leases.Update(ctx, leaseKey, next, e.Revision())
+	}
+	if err != nil {
+		return false, nil // lost the race
+	}
+	if s.leaseUntil.IsZero() || now.After(s.leaseUntil) {
+		s.Log.Info().Str("holder", s.ID).Msg("leading the scheduler")
+	}
+	// Act on the lease only for half its TTL, to leave room for clock skew.
+	s.leaseUntil = now.Add(s.LeaseTTL / 2)
+	return true, nil
+}
+
+// scheduleState is when a sync was last started by its schedule.
+type scheduleState struct {
+	Last time.Time `json:"last"`
+}
+
+func scheduleKey(sync string) string { return "schedule." + sync }
+
+func (s *service) fire(ctx context.Context) error {
+	names, err := s.Plane.Configs.Load(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sync := range names.Syncs {
+		if time.Now().After(s.leaseUntil) {
+			return nil // the lease may have passed to another copy
+		}
+		if err := s.fireOne(ctx, sync); err != nil {
+			s.Log.Warn().Err(err).Str(logging.FieldSync, sync.Name).Msg("starting scheduled run")
+		}
+	}
+	return nil
+}
+
+func (s *service) fireOne(ctx context.Context, sync config.Sync) error {
+	sched, err := config.ParseSchedule(sync.Schedule)
+	if err != nil || sched == nil {
+		return err
+	}
+	now := time.Now().UTC()
+	var st scheduleState
+	e, err := s.Plane.State.Get(ctx, scheduleKey(sync.Name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// First sight of this schedule: start counting from now.
+		return s.saveSchedule(ctx, sync.Name, scheduleState{Last: now})
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return err
+	}
+	if now.Before(sched.Next(st.Last)) {
+		return nil
+	}
+	r, err := run.Start(ctx, s.Plane.JS, s.Plane.Runs, sync.Name, "schedule")
+	switch {
+	case errors.Is(err, run.ErrActive):
+		s.Log.Info().Str(logging.FieldSync, sync.Name).Msg("skipping scheduled run: the previous run is still active")
+	case err != nil:
+		return err
+	default:
+		s.Log.Info().Str(logging.FieldSync, sync.Name).Str(logging.FieldRun, r.ID).Msg("started scheduled run")
+	}
+	return s.saveSchedule(ctx, sync.Name, scheduleState{Last: now})
+}
+
+func (s *service) saveSchedule(ctx context.Context, sync string, st scheduleState) error {
+	data, _ := json.Marshal(st)
+	_, err := s.Plane.State.Put(ctx, scheduleKey(sync), data)
+	return err
+}
