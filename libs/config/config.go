@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -90,13 +91,52 @@ func ValidateName(kind, name string) error {
 	return nil
 }
 
+// FieldError is a validation error about one field. Path is relative to
+// what was validated: "mapping[2].to" from Sync.Validate,
+// "syncs[0].mapping[2].to" from File.Validate. Parse uses it to point at the
+// line of the field.
+type FieldError struct {
+	// Resource names the resource at fault, such as `sync "customers"`, for
+	// messages read without the file; empty when the name itself is at fault.
+	Resource string
+	Path     string
+	Err      error
+}
+
+func (e *FieldError) Error() string {
+	if e.Resource == "" {
+		return e.Path + ": " + e.Err.Error()
+	}
+	return e.Resource + ": " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(resource, path, format string, args ...any) *FieldError {
+	return &FieldError{Resource: resource, Path: path, Err: fmt.Errorf(format, args...)}
+}
+
+// within returns err with its path made relative to prefix, such as
+// "syncs[0]"; errors that are not *FieldError are returned as they are.
+func within(prefix string, err error) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	out := *fe
+	out.Path = prefix + "." + fe.Path
+	return &out
+}
+
+func resource(kind Kind, name string) string { return fmt.Sprintf("%s %q", kind, name) }
+
 // Validate checks a source on its own.
 func (s Source) Validate() error {
 	if err := ValidateName("source", s.Name); err != nil {
-		return err
+		return &FieldError{Path: "name", Err: err}
 	}
 	if !slices.Contains(SourceTypes, s.Type) {
-		return fmt.Errorf("source %q: unknown type %q (known: %s)", s.Name, s.Type, strings.Join(SourceTypes, ", "))
+		return fieldErr(resource(KindSource, s.Name), "type", "unknown source type %q (known: %s)", s.Type, strings.Join(SourceTypes, ", "))
 	}
 	return nil
 }
@@ -104,13 +144,19 @@ func (s Source) Validate() error {
 // Validate checks a destination on its own.
 func (d Destination) Validate() error {
 	if err := ValidateName("destination", d.Name); err != nil {
-		return err
+		return &FieldError{Path: "name", Err: err}
 	}
 	if !slices.Contains(DestinationTypes, d.Type) {
-		return fmt.Errorf("destination %q: unknown type %q (known: %s)", d.Name, d.Type, strings.Join(DestinationTypes, ", "))
+		return fieldErr(resource(KindDestination, d.Name), "type", "unknown destination type %q (known: %s)", d.Type, strings.Join(DestinationTypes, ", "))
 	}
 	if _, err := d.Delivery(); err != nil {
-		return fmt.Errorf("destination %q: %w", d.Name, err)
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			out := *fe
+			out.Resource = resource(KindDestination, d.Name)
+			return &out
+		}
+		return fmt.Errorf("%s: %w", resource(KindDestination, d.Name), err)
 	}
 	return nil
 }
@@ -119,23 +165,24 @@ func (d Destination) Validate() error {
 // are checked by File.Validate and by the admin API against the store.
 func (s Sync) Validate() error {
 	if err := ValidateName("sync", s.Name); err != nil {
-		return err
+		return &FieldError{Path: "name", Err: err}
 	}
+	r := resource(KindSync, s.Name)
 	if s.Source == "" {
-		return fmt.Errorf("sync %q: source is required", s.Name)
+		return fieldErr(r, "source", "is required")
 	}
 	if s.Destination == "" {
-		return fmt.Errorf("sync %q: destination is required", s.Name)
+		return fieldErr(r, "destination", "is required")
 	}
 	if strings.TrimSpace(s.Model.SQL) == "" {
-		return fmt.Errorf("sync %q: model.sql is required", s.Name)
+		return fieldErr(r, "model.sql", "is required")
 	}
 	if len(s.Model.PrimaryKey) == 0 {
-		return fmt.Errorf("sync %q: model.primary_key needs at least one column", s.Name)
+		return fieldErr(r, "model.primary_key", "needs at least one column")
 	}
-	for _, c := range s.Model.PrimaryKey {
+	for i, c := range s.Model.PrimaryKey {
 		if strings.TrimSpace(c) == "" {
-			return fmt.Errorf("sync %q: model.primary_key has an empty column name", s.Name)
+			return fieldErr(r, fmt.Sprintf("model.primary_key[%d]", i), "is an empty column name")
 		}
 	}
 	if !slices.Contains(Modes, s.Mode) {
@@ -143,59 +190,69 @@ func (s Sync) Validate() error {
 		for i, m := range Modes {
 			known[i] = string(m)
 		}
-		return fmt.Errorf("sync %q: unknown mode %q (known: %s)", s.Name, s.Mode, strings.Join(known, ", "))
+		if s.Mode == "" {
+			return fieldErr(r, "mode", "is required (known: %s)", strings.Join(known, ", "))
+		}
+		return fieldErr(r, "mode", "unknown mode %q (known: %s)", s.Mode, strings.Join(known, ", "))
 	}
 	for i, m := range s.Mapping {
-		if m.To == "" {
-			return fmt.Errorf("sync %q: mapping[%d].to is required", s.Name, i)
-		}
-		if (m.From == "") == (m.Const == nil) {
-			return fmt.Errorf("sync %q: mapping[%d] needs exactly one of from or const", s.Name, i)
+		path := fmt.Sprintf("mapping[%d]", i)
+		switch {
+		case m.From != "" && m.Const != nil:
+			return fieldErr(r, path, "has both from and const; use one")
+		case m.From == "" && m.Const == nil:
+			return fieldErr(r, path, "needs from or const")
+		case m.To == "":
+			return fieldErr(r, path+".to", "is required")
 		}
 	}
 	if _, err := ParseSchedule(s.Schedule); err != nil {
-		return fmt.Errorf("sync %q: %w", s.Name, err)
+		return &FieldError{Resource: r, Path: "schedule", Err: err}
 	}
 	return nil
 }
 
-// Validate checks every resource and the references between them.
+// Validate checks every resource and the references between them: a sync
+// may only name sources and destinations declared in the same file. The
+// admin API validates the desired state this way before applying a Plan.
 func (f File) Validate() error {
-	seen := map[string]bool{}
-	sources := map[string]bool{}
-	for _, s := range f.Sources {
+	sources := map[string]int{}
+	for i, s := range f.Sources {
+		at := fmt.Sprintf("sources[%d]", i)
 		if err := s.Validate(); err != nil {
-			return err
+			return within(at, err)
 		}
-		if seen["source/"+s.Name] {
-			return fmt.Errorf("source %q is declared twice", s.Name)
+		if j, dup := sources[s.Name]; dup {
+			return fieldErr("", at+".name", "source %q is declared twice (also sources[%d])", s.Name, j)
 		}
-		seen["source/"+s.Name], sources[s.Name] = true, true
+		sources[s.Name] = i
 	}
-	dests := map[string]bool{}
-	for _, d := range f.Destinations {
+	dests := map[string]int{}
+	for i, d := range f.Destinations {
+		at := fmt.Sprintf("destinations[%d]", i)
 		if err := d.Validate(); err != nil {
-			return err
+			return within(at, err)
 		}
-		if dests[d.Name] {
-			return fmt.Errorf("destination %q is declared twice", d.Name)
+		if j, dup := dests[d.Name]; dup {
+			return fieldErr("", at+".name", "destination %q is declared twice (also destinations[%d])", d.Name, j)
 		}
-		dests[d.Name] = true
+		dests[d.Name] = i
 	}
-	syncs := map[string]bool{}
-	for _, s := range f.Syncs {
+	syncs := map[string]int{}
+	for i, s := range f.Syncs {
+		at := fmt.Sprintf("syncs[%d]", i)
 		if err := s.Validate(); err != nil {
-			return err
+			return within(at, err)
 		}
-		if syncs[s.Name] {
-			return fmt.Errorf("sync %q is declared twice", s.Name)
+		if j, dup := syncs[s.Name]; dup {
+			return fieldErr("", at+".name", "sync %q is declared twice (also syncs[%d])", s.Name, j)
 		}
-		syncs[s.Name] = true
-		if !sources[s.Source] {
-			return fmt.Errorf("sync %q: source %q is not declared", s.Name, s.Source)
+		syncs[s.Name] = i
+		if _, ok := sources[s.Source]; !ok {
+			return fieldErr(resource(KindSync, s.Name), at+".source", "source %q is not declared", s.Source)
 		}
-		if !dests[s.Destination] {
-			return fmt.Errorf("sync %q: destination %q is not declared", s.Name, s.Destination)
+		if _, ok := dests[s.Destination]; !ok {
+			return fieldErr(resource(KindSync, s.Name), at+".destination", "destination %q is not declared", s.Destination)
 		}
 	}
 	return nil

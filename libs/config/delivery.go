@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // DeliveryOptions are the settings every destination accepts in its config,
 // beside its type's own fields.
@@ -72,14 +69,14 @@ func intField(cfg map[string]any, name string, def, lo, hi int) (int, error) {
 		n = int(x)
 	case float64:
 		if x != float64(int(x)) {
-			return 0, fmt.Errorf("config.%s: %v is not a whole number", name, x)
+			return 0, fieldErr("", "config."+name, "%v is not a whole number", x)
 		}
 		n = int(x)
 	default:
-		return 0, fmt.Errorf("config.%s: want a number, got %T", name, v)
+		return 0, fieldErr("", "config."+name, "want a number, got %T", v)
 	}
 	if n < lo || n > hi {
-		return 0, fmt.Errorf("config.%s: %d is out of range [%d, %d]", name, n, lo, hi)
+		return 0, fieldErr("", "config."+name, "%d is out of range [%d, %d]", n, lo, hi)
 	}
 	return n, nil
 }
@@ -91,11 +88,11 @@ func durationField(cfg map[string]any, name string, def time.Duration) (time.Dur
 	}
 	s, ok := v.(string)
 	if !ok {
-		return 0, fmt.Errorf("config.%s: want a duration such as \"30s\", got %v", name, v)
+		return 0, fieldErr("", "config."+name, "want a duration such as \"30s\", got %v", v)
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("config.%s: %q is not a positive duration such as \"30s\"", name, s)
+		return 0, fieldErr("", "config."+name, "%q is not a positive duration such as \"30s\"", s)
 	}
 	return d, nil
 }

@@ -14,7 +14,7 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // secrets live only in the environment of the processes that use them and
 // never in the config store, NATS payloads or API responses.
 func Expand(cfg map[string]any) (map[string]any, error) {
-	out, err := expandValue(cfg, os.LookupEnv)
+	out, err := expandValue("config", cfg, os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -22,7 +22,9 @@ func Expand(cfg map[string]any) (map[string]any, error) {
 	return m, nil
 }
 
-func expandValue(v any, lookup func(string) (string, bool)) (any, error) {
+// expandValue expands v, found at path; errors name the path and the
+// variable, never a value.
+func expandValue(path string, v any, lookup func(string) (string, bool)) (any, error) {
 	switch x := v.(type) {
 	case string:
 		var missing []string
@@ -34,16 +36,20 @@ func expandValue(v any, lookup func(string) (string, bool)) (any, error) {
 			}
 			return val
 		})
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
+		switch len(missing) {
+		case 0:
+		case 1:
+			return nil, fmt.Errorf("%s: environment variable %s is not set", path, missing[0])
+		default:
+			return nil, fmt.Errorf("%s: environment variables %s are not set", path, strings.Join(missing, ", "))
 		}
 		return s, nil
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			ev, err := expandValue(e, lookup)
+			ev, err := expandValue(path+"."+k, e, lookup)
 			if err != nil {
-				return nil, fmt.Errorf("config.%s: %w", k, err)
+				return nil, err
 			}
 			out[k] = ev
 		}
@@ -51,7 +57,7 @@ func expandValue(v any, lookup func(string) (string, bool)) (any, error) {
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			ev, err := expandValue(e, lookup)
+			ev, err := expandValue(fmt.Sprintf("%s[%d]", path, i), e, lookup)
 			if err != nil {
 				return nil, err
 			}
@@ -74,18 +80,34 @@ func Redact(cfg map[string]any) map[string]any {
 	return out
 }
 
-var urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@/]*@`)
-var kvPassword = regexp.MustCompile(`(?i)(password=)[^ ]*`)
+var (
+	urlPassword = regexp.MustCompile(`(://[^:/@]*:)([^@/]*)@`)
+	kvPassword  = regexp.MustCompile(`(?i)(password=)([^ ]*)`)
+)
+
+// onlyRefs reports whether s is made of ${VAR} references only.
+func onlyRefs(s string) bool { return envRef.MatchString(s) && envRef.ReplaceAllString(s, "") == "" }
+
+// mask replaces the second group of each match of re, unless it is made of
+// ${VAR} references.
+func mask(re *regexp.Regexp, s string) string {
+	return re.ReplaceAllStringFunc(s, func(m string) string {
+		g := re.FindStringSubmatch(m)
+		if onlyRefs(g[2]) {
+			return m
+		}
+		return g[1] + "****" + m[len(g[1])+len(g[2]):]
+	})
+}
 
 func redactValue(field string, v any) any {
 	switch x := v.(type) {
 	case string:
-		if !secretField.MatchString(field) || envRef.MatchString(x) && envRef.ReplaceAllString(x, "") == "" {
+		if !secretField.MatchString(field) || onlyRefs(x) {
 			return x
 		}
 		if strings.Contains(x, "://") || strings.Contains(strings.ToLower(x), "password=") {
-			x = urlPassword.ReplaceAllString(x, "${1}****@")
-			return kvPassword.ReplaceAllString(x, "${1}****")
+			return mask(kvPassword, mask(urlPassword, x))
 		}
 		return "****"
 	case map[string]any:
