@@ -1,0 +1,135 @@
+// Package admin serves Ebb's admin gRPC API (proto/ebb/admin/v1): the
+// configuration of sources, destinations and syncs, and runs. The ebb CLI
+// (package cli) is a thin client of it.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/run"
+	adminv1 "github.com/ebb-etl/ebb/proto/ebb/admin/v1"
+)
+
+// DefaultListen is the address the admin API listens on by default.
+const DefaultListen = "127.0.0.1:7070"
+
+// shutdownGrace bounds the graceful stop: calls still running after it are
+// cut off.
+const shutdownGrace = 10 * time.Second
+
+// Deps is what the admin API needs.
+type Deps struct {
+	JS      jetstream.JetStream
+	Configs *config.Store
+	Runs    *run.Store
+	Log     zerolog.Logger
+	// Listen is the TCP address to serve on, such as "127.0.0.1:7070".
+	Listen string
+	// Token is the bearer token every call must carry. Empty means no
+	// authentication, and then Listen must be a loopback address.
+	Token string
+	// Ready, if set, is called with the bound address once listening.
+	Ready func(addr string)
+}
+
+// Run serves the admin API until ctx ends, then stops gracefully, cutting
+// off calls still running after 10 s.
+func Run(ctx context.Context, d Deps) error {
+	if d.Listen == "" {
+		d.Listen = DefaultListen
+	}
+	if d.Token == "" {
+		if err := requireLoopback(d.Listen); err != nil {
+			return err
+		}
+	}
+	lis, err := new(net.ListenConfig).Listen(ctx, "tcp", d.Listen)
+	if err != nil {
+		return fmt.Errorf("admin API: listening on %s: %w", d.Listen, err)
+	}
+	log := d.Log.With().Str(logging.FieldService, "admin").Logger()
+
+	srv := newGRPCServer(log, d.Token)
+	adminv1.RegisterAdminServiceServer(srv, &server{d: d, log: log})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus(adminv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	addr := lis.Addr().String()
+	log.Info().Str(fieldAddr, addr).Bool(fieldAuth, d.Token != "").Msg("admin API listening")
+	if d.Ready != nil {
+		d.Ready(addr)
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("admin API: serving: %w", err)
+	case <-ctx.Done():
+	}
+	hs.Shutdown()
+	stop(srv)
+	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("admin API: serving: %w", err)
+	}
+	log.Info().Msg("admin API stopped")
+	return nil
+}
+
+// stop stops srv gracefully, bounded by shutdownGrace.
+func stop(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
+	}
+}
+
+// requireLoopback refuses to serve without a token on an address other
+// machines can reach.
+func requireLoopback(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("admin API: listen address %q: %w", listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("admin API: refusing to listen on %s without a token: "+
+		"set a token, or listen on a loopback address such as 127.0.0.1:7070", listen)
+}
+
+// server implements the AdminService.
+type server struct {
+	adminv1.UnimplementedAdminServiceServer
+	d   Deps
+	log zerolog.Logger
+	// mu serialises configuration writes, so that the checks a write makes
+	// (exists, referenced by a sync) still hold when it is made.
+	mu sync.Mutex
+}
