@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ebb-etl/ebb/services/admin/cli"
 )
 
 func main() {
@@ -31,14 +33,11 @@ func exitCode(err error) int {
 	if e, ok := err.(*exitError); ok {
 		return e.code
 	}
-	return 1
+	return cli.ExitCode(err)
 }
 
 // globalFlags are shared by the client commands.
-type globalFlags struct {
-	server string
-	token  string
-}
+type globalFlags = cli.Globals
 
 func newRootCmd() *cobra.Command {
 	g := &globalFlags{}
@@ -48,15 +47,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", envOr("EBB_SERVER", "127.0.0.1:7070"), "admin API address (env EBB_SERVER)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("EBB_TOKEN"), "admin API bearer token (env EBB_TOKEN)")
+	root.PersistentFlags().StringVar(&g.Server, "server", envOr("EBB_SERVER", "127.0.0.1:7070"), "admin API address (env EBB_SERVER)")
+	root.PersistentFlags().StringVar(&g.Token, "token", os.Getenv("EBB_TOKEN"), "admin API bearer token (env EBB_TOKEN)")
 	for _, newCmd := range []func(*globalFlags) *cobra.Command{
 		newDevCmd,
 		newServeCmd,
 	} {
 		root.AddCommand(newCmd(g))
 	}
-	root.AddCommand(clientCommands(g)...)
+	root.AddCommand(cli.Commands(g)...)
 	return root
 }
 

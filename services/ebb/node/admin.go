@@ -1,0 +1,15 @@
+package node
+
+import (
+	"context"
+
+	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/services/admin"
+)
+
+func runAdmin(ctx context.Context, p *plane.Plane, o Options) error {
+	return admin.Run(ctx, admin.Deps{
+		JS: p.JS, Configs: p.Configs, Runs: p.Runs, Log: o.Log,
+		Listen: o.Admin.Listen, Token: o.Admin.Token, Ready: o.Admin.Ready,
+	})
+}
