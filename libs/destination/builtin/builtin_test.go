@@ -1,0 +1,63 @@
+package builtin_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/destination"
+	"github.com/ebb-etl/ebb/libs/destination/builtin"
+	"github.com/ebb-etl/ebb/libs/record"
+)
+
+func TestTypesMatchConfig(t *testing.T) {
+	want := slices.Sorted(slices.Values(config.DestinationTypes))
+	assert.Equal(t, want, builtin.Types())
+}
+
+func TestOpenWebhookExpandsEnv(t *testing.T) {
+	var gotAuth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+	}))
+	defer srv.Close()
+	t.Setenv("EBB_TEST_HOOK_URL", srv.URL)
+	t.Setenv("EBB_TEST_HOOK_TOKEN", "tok-123")
+
+	d := config.Destination{Name: "hook", Type: "webhook", Config: map[string]any{
+		"url":        "${EBB_TEST_HOOK_URL}/in",
+		"headers":    map[string]any{"Authorization": "Bearer ${EBB_TEST_HOOK_TOKEN}"},
+		"batch_size": 10,
+	}}
+	dst, err := builtin.Open(context.Background(), d)
+	require.NoError(t, err)
+	defer dst.Close()
+	_, err = dst.Write(context.Background(), destination.Batch{ID: "b", Records: []record.Record{
+		{Op: record.OpUpsert, Key: map[string]any{"id": 1}},
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer tok-123", gotAuth)
+	assert.Equal(t, "Bearer ${EBB_TEST_HOOK_TOKEN}", d.Config["headers"].(map[string]any)["Authorization"], "the stored config keeps its references")
+}
+
+func TestOpenErrorsNameTheDestination(t *testing.T) {
+	cases := map[string]config.Destination{
+		`destination "a": unknown type "kafka" (known: postgres, webhook)`: {Name: "a", Type: "kafka"},
+		`destination "b": config.batch_size`:                               {Name: "b", Type: "webhook", Config: map[string]any{"url": "http://h/", "batch_size": 0}},
+		`destination "c": config.secret: environment variable EBB_TEST_UNSET_VAR is not set`: {
+			Name: "c", Type: "webhook", Config: map[string]any{"url": "http://h/", "secret": "${EBB_TEST_UNSET_VAR}"}},
+		`destination "d": webhook config.url is required`:  {Name: "d", Type: "webhook"},
+		`destination "e": postgres config.dsn is required`: {Name: "e", Type: "postgres", Config: map[string]any{"table": "t"}},
+	}
+	for want, d := range cases {
+		_, err := builtin.Open(context.Background(), d)
+		require.Error(t, err, want)
+		assert.Contains(t, err.Error(), want)
+	}
+}
