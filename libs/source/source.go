@@ -30,7 +30,8 @@ type Column struct {
 	Type string
 }
 
-// HashFunc receives one row of ScanHashes. key is only valid during the call.
+// HashFunc receives one row of ScanHashes. key and hash are only valid
+// during the call: sources reuse their buffers from row to row.
 type HashFunc func(key record.Key, hash []byte) error
 
 // RowFunc receives one row of ScanRows. key is only valid during the call;
