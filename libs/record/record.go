@@ -1,6 +1,10 @@
 package record
 
-import "fmt"
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
 
 // Op is what a record asks the destination to do.
 type Op string
@@ -100,4 +104,12 @@ type ResultBatch struct {
 // republish after a crash is dropped by JetStream's duplicate window.
 func MsgID(sync, runID, stage string, seq, partition int) string {
 	return fmt.Sprintf("%s/%s/%s/%d/%d", sync, runID, stage, seq, partition)
+}
+
+// Decode decodes a batch message. Numbers decode as json.Number, so exact
+// decimals and big integers pass through every stage unchanged.
+func Decode(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	return d.Decode(v)
 }

@@ -149,7 +149,7 @@ func (w *worker) stop() {
 
 func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	var b record.Batch
-	if err := json.Unmarshal(msg.Data(), &b); err != nil {
+	if err := record.Decode(msg.Data(), &b); err != nil {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}

@@ -94,7 +94,7 @@ func (s *service) plan(ctx context.Context, sync, runID string) (*runPlan, error
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	var b record.Batch
-	if err := json.Unmarshal(msg.Data(), &b); err != nil {
+	if err := record.Decode(msg.Data(), &b); err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed record batch")
 		return nil
 	}

@@ -26,13 +26,13 @@ func seedCustomers(p *pg, rows int) {
 		       'Ñame ' || i || ' 🚀 "quoted"', (i * 1.2345)::numeric(12,4),
 		       CASE WHEN i % 3 = 0 THEN NULL ELSE 'note ' || i END,
 		       jsonb_build_object('tier', i % 5, 'tags', jsonb_build_array('a', i))
-		FROM generate_series(1, $1) AS i`, rows)
+		FROM generate_series(1, $1::int) AS i`, rows)
 }
 
 // editCustomers changes 100 rows, adds 50 and deletes 30.
 func editCustomers(p *pg, rows int) {
 	p.exec(`UPDATE $S.customers SET score = score + 1, note = 'changed' WHERE id % 100 = 7`)
-	p.exec(`INSERT INTO $S.customers (region, id, name, score) SELECT 'eu', i, 'new ' || i, 0 FROM generate_series($1, $2) AS i`, rows+1, rows+50)
+	p.exec(`INSERT INTO $S.customers (region, id, name, score) SELECT 'eu', i, 'new ' || i, 0 FROM generate_series($1::int, $2::int) AS i`, rows+1, rows+50)
 	p.exec(`DELETE FROM $S.customers WHERE id % 100 = 50 AND id <= 3000`)
 }
 
