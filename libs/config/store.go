@@ -176,3 +176,35 @@ func (s *Store) Load(ctx context.Context) (File, error) {
 	}
 	return f, nil
 }
+
+// Watch signals on the returned channel whenever a resource of kind is
+// created, changed or deleted, until ctx ends. Signals coalesce: a slow
+// reader sees one signal for many changes.
+func (s *Store) Watch(ctx context.Context, kind Kind) (<-chan struct{}, error) {
+	w, err := s.kv.Watch(ctx, string(kind)+".*", jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("watching %ss: %w", kind, err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}

@@ -38,7 +38,7 @@ type Deps struct {
 // removed.
 func Run(ctx context.Context, d Deps) error {
 	if d.Refresh <= 0 {
-		d.Refresh = 2 * time.Second
+		d.Refresh = 10 * time.Second
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "delivery").Logger()
 	running := map[string]*worker{}
@@ -47,6 +47,12 @@ func Run(ctx context.Context, d Deps) error {
 			w.stop()
 		}
 	}()
+	// A new or edited destination is picked up at once through a watch;
+	// the ticker catches anything a watch could miss across reconnects.
+	changed, err := d.Plane.Configs.Watch(ctx, config.KindDestination)
+	if err != nil {
+		return err
+	}
 	t := time.NewTicker(d.Refresh)
 	defer t.Stop()
 	for {
@@ -56,6 +62,7 @@ func Run(ctx context.Context, d Deps) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-changed:
 		case <-t.C:
 		}
 	}

@@ -28,7 +28,7 @@ const (
 
 // runDemo seeds a DuckDB warehouse and a capture destination, runs the demo
 // sync, changes the warehouse, runs it again, and says what each run sent.
-func runDemo(ctx context.Context, js jetstream.JetStream, dataDir string, out io.Writer) error {
+func runDemo(ctx context.Context, js jetstream.JetStream, natsURL, dataDir string, out io.Writer) error {
 	dir := filepath.Join(dataDir, "demo")
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("resetting demo data: %w", err)
@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, js jetstream.JetStream, dataDir string, out io
 	fmt.Fprintf(out, "  what the destination received  %s (%d records)\n", capturePath, len(sink.Records()))
 	fmt.Fprintf(out, "  runs                           ebb runs list --sync %s\n", demoSync)
 	fmt.Fprintf(out, "  one run                        ebb runs get %s\n", second.ID)
-	fmt.Fprintf(out, "  streams, consumers, buckets    nats --server nats://127.0.0.1:%d stream ls  (kv ls, consumer ls EBB_DELIVER)\n", DefaultNATSPort)
+	fmt.Fprintf(out, "  streams, consumers, buckets    nats --server %s stream ls  (kv ls, consumer ls EBB_DELIVER)\n", natsURL)
 	if first.State != run.Succeeded || second.State != run.Succeeded {
 		return fmt.Errorf("a demo run did not succeed")
 	}

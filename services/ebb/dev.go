@@ -66,10 +66,11 @@ func newDevCmd(*globalFlags) *cobra.Command {
 			case err := <-nodeDone:
 				return err
 			}
-			fmt.Printf("Ebb is running.\n  admin API  %s   (ebb --server %s syncs list)\n  NATS       %s   (nats --server %s stream ls)\n  data       %s\n",
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Ebb is running.\n  admin API  %s   (ebb --server %s syncs list)\n  NATS       %s   (nats --server %s stream ls)\n  data       %s\n",
 				adminAddr, adminAddr, srv.ClientURL(), srv.ClientURL(), dataDir)
 			if demo {
-				if err := runDemo(ctx, js, dataDir, os.Stdout); err != nil {
+				if err := runDemo(ctx, js, srv.ClientURL(), dataDir, out); err != nil {
 					stopNode()
 					<-nodeDone
 					return err
@@ -79,7 +80,7 @@ func newDevCmd(*globalFlags) *cobra.Command {
 					return <-nodeDone
 				}
 			}
-			fmt.Println("Serving until Ctrl-C.")
+			fmt.Fprintln(out, "Serving until Ctrl-C.")
 			return runBounded(ctx, f.shutdown, func(ctx context.Context) error {
 				select {
 				case <-ctx.Done():

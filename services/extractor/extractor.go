@@ -181,8 +181,8 @@ type batcher struct {
 	cp      checkpoint
 	changes *snapshot.Reader
 
-	has     bool          // changes is on an entry not yet handled
-	inBatch int           // entries of the current batch handled so far
+	has     bool // changes is on an entry not yet handled
+	inBatch int  // entries of the current batch handled so far
 	records []record.Record
 	missing []record.Result // planned rows no longer in the model
 	lastKey record.Key

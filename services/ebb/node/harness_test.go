@@ -96,6 +96,7 @@ type env struct {
 	t     *testing.T
 	ns    *natstest.Server
 	plane *plane.Plane
+	admin string
 	stop  func()
 }
 
@@ -108,6 +109,13 @@ func startEnv(t *testing.T) *env {
 // start again on the same data.
 func startEnvIn(t *testing.T, dir string) *env {
 	t.Helper()
+	return startEnvWith(t, dir, "")
+}
+
+// startEnvWith also runs the admin API when adminListen is set; e.admin
+// is then its address.
+func startEnvWith(t *testing.T, dir, adminListen string) *env {
+	t.Helper()
 	ns := natstest.StartIn(t, dir)
 	p, err := plane.Open(context.Background(), ns.JS)
 	require.NoError(t, err)
@@ -115,8 +123,20 @@ func startEnvIn(t *testing.T, dir string) *env {
 	done := make(chan error, 1)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	services := []string{"scheduler", "differ", "extractor", "transformer", "delivery", "reporting"}
-	go func() { done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services}) }()
+	ready := make(chan string, 1)
+	admin := node.AdminOptions{Listen: adminListen, Ready: func(addr string) { ready <- addr }}
+	if adminListen != "" {
+		services = append(services, "admin")
+	}
+	go func() { done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services, Admin: admin}) }()
 	e := &env{t: t, ns: ns, plane: p}
+	if adminListen != "" {
+		select {
+		case e.admin = <-ready:
+		case err := <-done:
+			t.Fatalf("node stopped: %v", err)
+		}
+	}
 	stopped := false
 	e.stop = func() {
 		if stopped {
