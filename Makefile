@@ -2,7 +2,7 @@
 
 GO       ?= go
 BIN      ?= bin
-PKGS     := ./libs/... ./proto/... ./services/...
+PKGS     := github.com/ebb-etl/ebb/...
 # -race needs cgo, which DuckDB needs anyway.
 export CGO_ENABLED := 1
 
