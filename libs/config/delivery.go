@@ -17,6 +17,20 @@ type DeliveryOptions struct {
 	// RetryFor is how long a transient failure is retried before the batch's
 	// records fail for this run (the next run sends them again).
 	RetryFor time.Duration
+	// RetryBackoff is the first retry's delay; each next one doubles, up
+	// to a minute, with jitter.
+	RetryBackoff time.Duration
+	// MaxAttempts bounds the tries of one request that keeps failing
+	// transiently; then its records fail for this run.
+	MaxAttempts int
+	// RequestsPerSecond and Burst limit the request rate to the destination
+	// account, shared by every sync that writes to it; 0 means no limit
+	// until the destination answers 429, from when the rate adapts.
+	RequestsPerSecond float64
+	Burst             int
+	// Concurrency bounds requests in flight to the destination; 0: no bound
+	// beyond partitions × ack_window.
+	Concurrency int
 }
 
 // Delivery defaults.
@@ -26,16 +40,20 @@ const (
 	DefaultAckWindow  = 4
 	DefaultTimeout    = 30 * time.Second
 	DefaultRetryFor   = 15 * time.Minute
+	DefaultAttempts   = 10
+	DefaultBackoff    = 500 * time.Millisecond
 )
 
 // Delivery reads the delivery settings from the destination's config.
 func (d Destination) Delivery() (DeliveryOptions, error) {
 	o := DeliveryOptions{
-		BatchSize:  DefaultBatchSize,
-		Partitions: DefaultPartitions,
-		AckWindow:  DefaultAckWindow,
-		Timeout:    DefaultTimeout,
-		RetryFor:   DefaultRetryFor,
+		BatchSize:    DefaultBatchSize,
+		Partitions:   DefaultPartitions,
+		AckWindow:    DefaultAckWindow,
+		Timeout:      DefaultTimeout,
+		RetryFor:     DefaultRetryFor,
+		MaxAttempts:  DefaultAttempts,
+		RetryBackoff: DefaultBackoff,
 	}
 	var err error
 	if o.BatchSize, err = intField(d.Config, "batch_size", o.BatchSize, 1, 10000); err != nil {
@@ -53,7 +71,40 @@ func (d Destination) Delivery() (DeliveryOptions, error) {
 	if o.RetryFor, err = durationField(d.Config, "retry_for", o.RetryFor); err != nil {
 		return o, err
 	}
-	return o, nil
+	if o.RetryBackoff, err = durationField(d.Config, "retry_backoff", o.RetryBackoff); err != nil {
+		return o, err
+	}
+	if o.MaxAttempts, err = intField(d.Config, "max_attempts", o.MaxAttempts, 1, 1000); err != nil {
+		return o, err
+	}
+	if o.Burst, err = intField(d.Config, "burst", 1, 1, 100000); err != nil {
+		return o, err
+	}
+	if o.Concurrency, err = intField(d.Config, "concurrency", 0, 0, 100000); err != nil {
+		return o, err
+	}
+	o.RequestsPerSecond, err = rateField(d.Config, "requests_per_second")
+	return o, err
+}
+
+func rateField(cfg map[string]any, name string) (float64, error) {
+	var r float64
+	switch x := cfg[name].(type) {
+	case nil:
+		return 0, nil
+	case int:
+		r = float64(x)
+	case int64:
+		r = float64(x)
+	case float64:
+		r = x
+	default:
+		return 0, fieldErr("", "config."+name, "want a number, got %T", x)
+	}
+	if r < 0 || r > 1e6 {
+		return 0, fieldErr("", "config."+name, "%v is out of range [0, 1000000]", r)
+	}
+	return r, nil
 }
 
 func intField(cfg map[string]any, name string, def, lo, hi int) (int, error) {

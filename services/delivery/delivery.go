@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"time"
@@ -106,6 +107,7 @@ type worker struct {
 	dest   config.Destination
 	opts   config.DeliveryOptions
 	client destination.Destination
+	limit  *limiter
 	plane  *plane.Plane
 	log    zerolog.Logger
 	cancel context.CancelFunc
@@ -122,7 +124,7 @@ func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error
 		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{dest: dest, opts: opts, client: client, plane: d.Plane, cancel: cancel,
+	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
@@ -160,20 +162,17 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}
-	giveUp := false
+	deadline := time.Now().Add(w.opts.RetryFor)
 	if md, err := msg.Metadata(); err == nil {
-		giveUp = time.Since(md.Timestamp) > w.opts.RetryFor
+		deadline = md.Timestamp.Add(w.opts.RetryFor)
 	}
 	results := make([]record.Result, 0, len(b.Records))
 	for i := 0; i < len(b.Records); i += w.opts.BatchSize {
 		chunk := b.Records[i:min(i+w.opts.BatchSize, len(b.Records))]
 		id := fmt.Sprintf("%s/%d", record.MsgID(b.Sync, b.RunID, "deliver", b.Seq, b.Partition), i/w.opts.BatchSize)
-		res, err := w.write(ctx, b, id, chunk)
+		res, err := w.write(ctx, b, id, chunk, deadline)
 		if err != nil {
-			if !giveUp {
-				return &bus.RetryError{Err: err, Delay: destination.RetryAfter(err)}
-			}
-			res = failAll(chunk, fmt.Sprintf("gave up after retrying for %s: %v", w.opts.RetryFor, err))
+			return err // shutting down: the batch is redelivered
 		}
 		results = append(results, res...)
 	}
@@ -186,43 +185,93 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	return bus.Publish(ctx, w.plane.JS, bus.Results(b.Sync), data, id)
 }
 
-// write sends records as one batch. A batch rejected as a whole is split in
-// halves until the records at fault are alone, so one bad record fails by
-// itself and the rest are delivered. A transient error is returned as is.
-func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []record.Record) ([]record.Result, error) {
-	errs, err := w.client.Write(ctx, destination.Batch{ID: id, Sync: b.Sync, RunID: b.RunID, Records: recs})
-	if err == nil {
+// write delivers records and returns one final result per record. A batch
+// rejected as a whole is split in halves until the records at fault are
+// alone, so one bad record fails by itself and the rest are delivered. Each
+// request is retried on its own (see send), so a retry never resends records
+// another request already delivered. It returns an error only when ctx ends.
+func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []record.Record, deadline time.Time) ([]record.Result, error) {
+	errs, err := w.send(ctx, destination.Batch{ID: id, Sync: b.Sync, RunID: b.RunID, Records: recs}, deadline)
+	switch {
+	case err == nil:
 		results := make([]record.Result, len(recs))
 		for i, rec := range recs {
-			results[i] = record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: record.Delivered}
+			results[i] = result(rec, record.Delivered, "")
 			if i < len(errs) && errs[i] != nil {
-				results[i].Status, results[i].Error = record.Failed, errs[i].Error()
+				results[i] = result(rec, record.Failed, errs[i].Error())
 			}
 		}
 		return results, nil
-	}
-	if !destination.IsPermanent(err) {
-		return nil, err
-	}
-	if len(recs) == 1 {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case !destination.IsPermanent(err) || len(recs) == 1:
 		return failAll(recs, err.Error()), nil
 	}
 	half := len(recs) / 2
-	left, err := w.write(ctx, b, id+".0", recs[:half])
+	left, err := w.write(ctx, b, id+".0", recs[:half], deadline)
 	if err != nil {
 		return nil, err
 	}
-	right, err := w.write(ctx, b, id+".1", recs[half:])
+	right, err := w.write(ctx, b, id+".1", recs[half:], deadline)
 	if err != nil {
 		return nil, err
 	}
 	return append(left, right...), nil
 }
 
+// send makes one request, paced by the destination's limiter, and retries
+// transient failures with exponential backoff and jitter (or the
+// destination's Retry-After) until max_attempts or the retry deadline. A
+// permanent rejection is returned at once; so is a transient error that
+// ran out of tries, marked by giveUpError.
+func (w *worker) send(ctx context.Context, batch destination.Batch, deadline time.Time) ([]error, error) {
+	for attempt := 1; ; attempt++ {
+		if err := w.limit.acquire(ctx); err != nil {
+			return nil, err
+		}
+		errs, err := w.client.Write(ctx, batch)
+		w.limit.release()
+		if err == nil {
+			w.limit.succeeded()
+			return errs, nil
+		}
+		if destination.IsPermanent(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		wait := destination.RetryAfter(err)
+		if wait > 0 {
+			w.limit.throttled()
+		} else {
+			wait = backoff(w.opts.RetryBackoff, attempt)
+		}
+		if attempt >= w.opts.MaxAttempts || time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		w.log.Debug().Err(err).Str(logging.FieldSync, batch.Sync).Str(logging.FieldRun, batch.RunID).
+			Int(logging.FieldAttempt, attempt).Dur("retry_in", wait).Msg("request failed; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// backoff is exponential with jitter: about first, 2×first, 4×first, ...
+// up to a minute.
+func backoff(first time.Duration, attempt int) time.Duration {
+	ceiling := min(first<<min(attempt-1, 16), time.Minute)
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+}
+
+func result(rec record.Record, s record.Status, reason string) record.Result {
+	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: s, Error: reason}
+}
+
 func failAll(recs []record.Record, reason string) []record.Result {
 	out := make([]record.Result, len(recs))
 	for i, rec := range recs {
-		out[i] = record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: record.Failed, Error: reason}
+		out[i] = result(rec, record.Failed, reason)
 	}
 	return out
 }

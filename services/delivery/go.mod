@@ -6,6 +6,7 @@ require (
 	github.com/ebb-etl/ebb/libs v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rs/zerolog v1.35.1
+	golang.org/x/time v0.16.0
 )
 
 require (
