@@ -71,6 +71,26 @@ type Sync struct {
 	Mapping     []Mapping `json:"mapping,omitempty" yaml:"mapping"`
 	// Schedule is "manual", "@every <duration>" or a cron expression.
 	Schedule string `json:"schedule,omitempty" yaml:"schedule"`
+	// QuarantineAfter is how many runs in a row a record may fail before it
+	// is quarantined: no longer sent automatically until `ebb sync retry`.
+	// 0 means the default (DefaultQuarantineAfter); a negative value never
+	// quarantines.
+	QuarantineAfter int `json:"quarantine_after,omitempty" yaml:"quarantine_after"`
+}
+
+// DefaultQuarantineAfter is the default of Sync.QuarantineAfter.
+const DefaultQuarantineAfter = 3
+
+// Quarantine returns how many failed runs in a row quarantine a record, or
+// 0 when the sync never quarantines.
+func (s Sync) Quarantine() int {
+	switch {
+	case s.QuarantineAfter < 0:
+		return 0
+	case s.QuarantineAfter == 0:
+		return DefaultQuarantineAfter
+	}
+	return s.QuarantineAfter
 }
 
 // File is a whole ebb.yaml.

@@ -270,6 +270,22 @@ func (d *decoder) str(dst *string) field {
 	}
 }
 
+// integer decodes a whole number; null leaves dst unchanged.
+func (d *decoder) integer(dst *int) field {
+	return func(n *yaml.Node, path string) error {
+		v, err := d.value(n, path)
+		if err != nil || v == nil {
+			return err
+		}
+		i, ok := v.(int)
+		if !ok {
+			return d.errorf(n, path, "want a whole number, got %s", describe(n))
+		}
+		*dst = i
+		return nil
+	}
+}
+
 func (d *decoder) strs(dst *[]string) field {
 	return d.list(func(n *yaml.Node, path string) error {
 		*dst = append(*dst, "")
@@ -360,6 +376,7 @@ func (d *decoder) sync(n *yaml.Node, path string, s *Sync) error {
 				},
 			})
 		}),
-		"schedule": d.str(&s.Schedule),
+		"schedule":         d.str(&s.Schedule),
+		"quarantine_after": d.integer(&s.QuarantineAfter),
 	})
 }

@@ -29,6 +29,9 @@ type Stats struct {
 	FirstNull record.Key
 	DupKeys   int64
 	FirstDup  record.Key
+	// Quarantined counts changes not planned because their key is
+	// quarantined.
+	Quarantined int64
 }
 
 // KeyError reports NULL or duplicate primary keys: the run fails before
@@ -91,6 +94,13 @@ func Op(mode config.Mode, c record.Change) record.Op {
 // caller must abort both writers.
 func Compute(ctx context.Context, src source.Source, m source.Model, mode config.Mode,
 	prev *snapshot.Reader, next, changes *snapshot.Writer) (Stats, error) {
+	return ComputeSkipping(ctx, src, m, mode, nil, prev, next, changes)
+}
+
+// ComputeSkipping is Compute that leaves the keys in skip (quarantined
+// ones) out of the change set.
+func ComputeSkipping(ctx context.Context, src source.Source, m source.Model, mode config.Mode, skip map[string]bool,
+	prev *snapshot.Reader, next, changes *snapshot.Writer) (Stats, error) {
 	var st Stats
 	havePrev, err := prev.Next()
 	if err != nil {
@@ -98,6 +108,10 @@ func Compute(ctx context.Context, src source.Source, m source.Model, mode config
 	}
 	var last record.Key
 	emit := func(key record.Key, c record.Change) error {
+		if len(skip) > 0 && skip[string(key)] {
+			st.Quarantined++
+			return nil
+		}
 		switch c {
 		case record.Added:
 			if !sends(mode, c) {

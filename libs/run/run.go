@@ -60,6 +60,8 @@ type Run struct {
 	Adds    Outcome `json:"adds"`
 	Changes Outcome `json:"changes"`
 	Deletes Outcome `json:"deletes"`
+	// Quarantined counts changes left out because their key is quarantined.
+	Quarantined int64 `json:"quarantined,omitempty"`
 	// Extracted counts records read from the warehouse and published.
 	Extracted int64 `json:"extracted"`
 

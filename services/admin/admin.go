@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/quarantine"
 	"net"
 	"sync"
 	"time"
@@ -35,7 +37,10 @@ type Deps struct {
 	JS      jetstream.JetStream
 	Configs *config.Store
 	Runs    *run.Store
-	Log     zerolog.Logger
+	// Quarantine tracks records that keep failing; when nil, Run opens it
+	// on the state bucket.
+	Quarantine *quarantine.Store
+	Log        zerolog.Logger
 	// Listen is the TCP address to serve on, such as "127.0.0.1:7070".
 	Listen string
 	// Token is the bearer token every call must carry. Empty means no
@@ -55,6 +60,13 @@ func Run(ctx context.Context, d Deps) error {
 		if err := requireLoopback(d.Listen); err != nil {
 			return err
 		}
+	}
+	if d.Quarantine == nil && d.JS != nil {
+		state, err := d.JS.KeyValue(ctx, bus.BucketState)
+		if err != nil {
+			return fmt.Errorf("admin API: opening state bucket: %w", err)
+		}
+		d.Quarantine = quarantine.New(state)
 	}
 	lis, err := new(net.ListenConfig).Listen(ctx, "tcp", d.Listen)
 	if err != nil {

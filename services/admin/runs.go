@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/run"
@@ -78,8 +79,59 @@ func (s *server) ListFailures(ctx context.Context, req *adminv1.ListFailuresRequ
 	if err != nil && !resp.Truncated {
 		return nil, toStatus(err)
 	}
-	for _, res := range results {
-		resp.Failures = append(resp.Failures, &adminv1.Failure{Key: res.KeyEnc.String(), Op: string(res.Op), Error: res.Error})
+	held, err := s.d.Quarantine.Quarantined(ctx, r.Sync)
+	if err != nil {
+		return nil, toStatus(err)
 	}
+	for _, res := range results {
+		resp.Failures = append(resp.Failures, &adminv1.Failure{Key: res.KeyEnc.String(), Op: string(res.Op),
+			Error: res.Error, Quarantined: held[string(res.KeyEnc)]})
+	}
+	return resp, nil
+}
+
+// ListQuarantine implements AdminService.
+func (s *server) ListQuarantine(ctx context.Context, req *adminv1.ListQuarantineRequest) (*adminv1.ListQuarantineResponse, error) {
+	if _, err := s.d.Configs.Sync(ctx, req.GetSync()); err != nil {
+		return nil, toStatus(err)
+	}
+	entries, err := s.d.Quarantine.List(ctx, req.GetSync())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &adminv1.ListQuarantineResponse{}
+	for _, e := range entries {
+		pe := &adminv1.QuarantineEntry{Key: e.Key.String(), Streak: int32(e.Streak), Quarantined: e.Quarantined,
+			LastError: e.LastError, LastRunId: e.LastRun}
+		if !e.Since.IsZero() {
+			pe.Since = timestamppb.New(e.Since)
+		}
+		resp.Entries = append(resp.Entries, pe)
+	}
+	return resp, nil
+}
+
+// RetryQuarantined implements AdminService.
+func (s *server) RetryQuarantined(ctx context.Context, req *adminv1.RetryQuarantinedRequest) (*adminv1.RetryQuarantinedResponse, error) {
+	if _, err := s.d.Configs.Sync(ctx, req.GetSync()); err != nil {
+		return nil, toStatus(err)
+	}
+	n, err := s.d.Quarantine.Release(ctx, req.GetSync(), req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if n == 0 && req.GetKey() != "" {
+		return nil, status.Errorf(codes.NotFound, "sync %q has no quarantined record with key %q", req.GetSync(), req.GetKey())
+	}
+	s.log.Info().Str(logging.FieldSync, req.GetSync()).Int("released", n).Msg("released quarantined records")
+	resp := &adminv1.RetryQuarantinedResponse{Released: int32(n)}
+	r, err := run.Start(ctx, s.d.JS, s.d.Runs, req.GetSync(), "retry")
+	switch {
+	case errors.Is(err, run.ErrActive):
+		return resp, nil
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	resp.Run = convert.RunToPB(r)
 	return resp, nil
 }

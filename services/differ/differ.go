@@ -20,6 +20,8 @@ import (
 	"github.com/ebb-etl/ebb/libs/diff"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/libs/quarantine"
+	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
 	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/libs/source"
@@ -137,6 +139,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run) erro
 		r.Partitions = plan.delivery.Partitions
 		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
 		r.ModelRows = stats.Rows
+		r.Quarantined = stats.Quarantined
 		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
 		r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
 		r.ChangeSet = snapshot.ObjectName(r.Sync, r.ID, "changes")
@@ -196,8 +199,14 @@ func (s *service) computeDiff(ctx context.Context, p plan, r *run.Run) (diff.Sta
 	defer prev.Close()
 	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.SnapshotPayload)
 	changes := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "changes"), snapshot.ChangesPayload)
+	skip, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
+	if err != nil {
+		next.Abort(err)
+		changes.Abort(err)
+		return diff.Stats{}, err
+	}
 	model := source.Model{SQL: p.sync.Model.SQL, PrimaryKey: p.sync.Model.PrimaryKey}
-	stats, err := diff.Compute(ctx, src, model, p.sync.Mode, prev, next, changes)
+	stats, err := diff.ComputeSkipping(ctx, src, model, p.sync.Mode, skip, prev, next, changes)
 	if err != nil {
 		next.Abort(err)
 		changes.Abort(err)
@@ -235,6 +244,9 @@ func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) er
 		if err := s.movePointer(ctx, log, r, ptr, rev); err != nil {
 			return err
 		}
+	}
+	if err := s.recordStreaks(ctx, log, r); err != nil {
+		return err
 	}
 	_ = s.Plane.Snapshots.Delete(ctx, r.ChangeSet)
 	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
@@ -282,20 +294,45 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	return nil
 }
 
-// failedKeys returns the keys whose records did not reach the destination.
+// failedKeys returns the keys whose snapshot entry must stay as it was:
+// records that did not reach the destination, and quarantined keys.
 func (s *service) failedKeys(ctx context.Context, r *run.Run) (map[string]bool, error) {
-	if r.FailedRecords() == 0 && r.Adds.Vanished+r.Changes.Vanished+r.Deletes.Vanished == 0 {
-		return nil, nil
-	}
-	failures, err := run.Failures(ctx, s.Plane.JS, r.Sync, r.ID, s.MaxFailedKeys)
+	keep, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
 	if err != nil {
 		return nil, err
 	}
-	keep := make(map[string]bool, len(failures))
+	failures, err := s.failures(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range failures {
 		keep[string(f.KeyEnc)] = true
 	}
 	return keep, nil
+}
+
+// failures reads the run's failed and vanished records.
+func (s *service) failures(ctx context.Context, r *run.Run) ([]record.Result, error) {
+	if r.FailedRecords() == 0 && r.Adds.Vanished+r.Changes.Vanished+r.Deletes.Vanished == 0 {
+		return nil, nil
+	}
+	return run.Failures(ctx, s.Plane.JS, r.Sync, r.ID, s.MaxFailedKeys)
+}
+
+// recordStreaks counts this run's failures towards quarantine.
+func (s *service) recordStreaks(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+	failures, err := s.failures(ctx, r)
+	if errors.Is(err, run.ErrTooManyFailures) {
+		return nil // too many to track one by one; they are all resent anyway
+	}
+	if err != nil {
+		return err
+	}
+	n, err := quarantine.New(s.Plane.State).Record(ctx, r.Sync, r.ID, failures, r.Spec.Quarantine())
+	if n > 0 {
+		log.Warn().Int("records", n).Int("after_runs", r.Spec.Quarantine()).Msg("quarantined records that keep failing")
+	}
+	return err
 }
 
 // patch writes the committed snapshot: the candidate, with failed keys

@@ -207,7 +207,7 @@ func TestSyncRun(t *testing.T) {
 	require.Contains(t, out, `"state": "failed"`)
 	out, err = ebb(t, env, "", "runs", "failures", id)
 	require.NoError(t, err)
-	require.Regexp(t, `KEY\s+OP\s+ERROR\n42\s+upsert\s+422: email is invalid\n`, out)
+	require.Regexp(t, `KEY\s+OP\s+ERROR\s+STATUS\n42\s+upsert\s+422: email is invalid\s*\n`, out)
 	_, err = ebb(t, env, "", "runs", "get", run.NewID())
 	require.ErrorContains(t, err, "not found")
 }

@@ -111,9 +111,13 @@ func runsFailuresCmd(g *Globals) *cobra.Command {
 			return render(cmd.OutOrStdout(), *out, resp, func(w io.Writer) error {
 				rows := make([][]string, 0, len(resp.GetFailures()))
 				for _, f := range resp.GetFailures() {
-					rows = append(rows, []string{f.GetKey(), f.GetOp(), f.GetError()})
+					held := ""
+					if f.GetQuarantined() {
+						held = "quarantined"
+					}
+					rows = append(rows, []string{f.GetKey(), f.GetOp(), f.GetError(), held})
 				}
-				if err := table(w, []string{"KEY", "OP", "ERROR"}, rows); err != nil {
+				if err := table(w, []string{"KEY", "OP", "ERROR", "STATUS"}, rows); err != nil {
 					return err
 				}
 				if resp.GetTruncated() {

@@ -20,7 +20,8 @@ const pollEvery = 500 * time.Millisecond
 
 func syncCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "sync", Aliases: []string{"syncs"}, Short: "Inspect, run and delete syncs"}
-	cmd.AddCommand(syncListCmd(g), syncGetCmd(g), syncRunCmd(g), syncDeleteCmd(g))
+	cmd.AddCommand(syncListCmd(g), syncGetCmd(g), syncRunCmd(g), syncDeleteCmd(g),
+		syncQuarantineCmd(g), syncRetryCmd(g))
 	return cmd
 }
 
@@ -206,4 +207,65 @@ func outcome(r *run.Run) error {
 	default:
 		return &exitError{code: 1, err: fmt.Errorf("run %s ended %s", r.ID, r.State)}
 	}
+}
+
+func syncQuarantineCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "quarantine NAME",
+		Short: "List a sync's records that keep failing",
+		Long: "quarantine lists the sync's records that failed in several runs in a row (quarantine_after, " +
+			"default 3) and are no longer sent automatically, and those on a failure streak. " +
+			"`ebb sync retry` sends them again.",
+		Args: cobra.ExactArgs(1),
+	}
+	out := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return call(g, func(c *client) error {
+			resp, err := c.ListQuarantine(cmd.Context(), &adminv1.ListQuarantineRequest{Sync: args[0]})
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), *out, resp, func(w io.Writer) error {
+				rows := make([][]string, 0, len(resp.GetEntries()))
+				for _, e := range resp.GetEntries() {
+					state := "on a streak"
+					if e.GetQuarantined() {
+						state = "quarantined"
+					}
+					rows = append(rows, []string{e.GetKey(), state, fmt.Sprint(e.GetStreak()), e.GetLastRunId(), e.GetLastError()})
+				}
+				return table(w, []string{"KEY", "STATE", "FAILED RUNS", "LAST RUN", "LAST ERROR"}, rows)
+			})
+		})
+	}
+	return cmd
+}
+
+func syncRetryCmd(g *Globals) *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use:   "retry NAME [--key K]",
+		Short: "Release quarantined records and send them again",
+		Long: "retry releases the sync's quarantined records (or only the one whose key values, joined " +
+			"by commas, are K) and starts a run that sends them.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, func(c *client) error {
+				resp, err := c.RetryQuarantined(cmd.Context(), &adminv1.RetryQuarantinedRequest{Sync: args[0], Key: key})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "released %d quarantined records\n", resp.GetReleased())
+				if resp.GetRun() == nil {
+					fmt.Fprintln(w, "the sync has an active run; they go with its next run")
+					return nil
+				}
+				fmt.Fprintf(w, "started run %s\n", resp.GetRun().GetId())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "release only this record (its key values joined by commas)")
+	return cmd
 }

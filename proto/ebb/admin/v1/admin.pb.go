@@ -2150,8 +2150,10 @@ type Failure struct {
 	// The record's primary key values, joined by commas.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// upsert, insert, update or delete.
-	Op            string `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Op    string `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// quarantined is set when the record is now quarantined.
+	Quarantined   bool `protobuf:"varint,4,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2205,6 +2207,13 @@ func (x *Failure) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Failure) GetQuarantined() bool {
+	if x != nil {
+		return x.Quarantined
+	}
+	return false
 }
 
 type ListFailuresResponse struct {
@@ -2400,10 +2409,12 @@ type Run struct {
 	Changes   *Outcome `protobuf:"bytes,9,opt,name=changes,proto3" json:"changes,omitempty"`
 	Deletes   *Outcome `protobuf:"bytes,10,opt,name=deletes,proto3" json:"deletes,omitempty"`
 	// Records read from the warehouse and published.
-	Extracted     int64                  `protobuf:"varint,11,opt,name=extracted,proto3" json:"extracted,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Extracted  int64                  `protobuf:"varint,11,opt,name=extracted,proto3" json:"extracted,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// quarantined counts changes not sent because their record is quarantined.
+	Quarantined   int64 `protobuf:"varint,15,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2536,6 +2547,296 @@ func (x *Run) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetQuarantined() int64 {
+	if x != nil {
+		return x.Quarantined
+	}
+	return 0
+}
+
+type ListQuarantineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sync          string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuarantineRequest) Reset() {
+	*x = ListQuarantineRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuarantineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuarantineRequest) ProtoMessage() {}
+
+func (x *ListQuarantineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuarantineRequest.ProtoReflect.Descriptor instead.
+func (*ListQuarantineRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListQuarantineRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+// QuarantineEntry is a record that keeps failing.
+type QuarantineEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record's primary key values, joined by commas.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// streak is how many runs in a row it failed.
+	Streak        int32                  `protobuf:"varint,2,opt,name=streak,proto3" json:"streak,omitempty"`
+	Quarantined   bool                   `protobuf:"varint,3,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	LastError     string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastRunId     string                 `protobuf:"bytes,5,opt,name=last_run_id,json=lastRunId,proto3" json:"last_run_id,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuarantineEntry) Reset() {
+	*x = QuarantineEntry{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuarantineEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuarantineEntry) ProtoMessage() {}
+
+func (x *QuarantineEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuarantineEntry.ProtoReflect.Descriptor instead.
+func (*QuarantineEntry) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *QuarantineEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *QuarantineEntry) GetStreak() int32 {
+	if x != nil {
+		return x.Streak
+	}
+	return 0
+}
+
+func (x *QuarantineEntry) GetQuarantined() bool {
+	if x != nil {
+		return x.Quarantined
+	}
+	return false
+}
+
+func (x *QuarantineEntry) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *QuarantineEntry) GetLastRunId() string {
+	if x != nil {
+		return x.LastRunId
+	}
+	return ""
+}
+
+func (x *QuarantineEntry) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type ListQuarantineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*QuarantineEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuarantineResponse) Reset() {
+	*x = ListQuarantineResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuarantineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuarantineResponse) ProtoMessage() {}
+
+func (x *ListQuarantineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuarantineResponse.ProtoReflect.Descriptor instead.
+func (*ListQuarantineResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListQuarantineResponse) GetEntries() []*QuarantineEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type RetryQuarantinedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// key, when set, releases only that record (its key values joined by
+	// commas, as ListQuarantine shows them).
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryQuarantinedRequest) Reset() {
+	*x = RetryQuarantinedRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryQuarantinedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryQuarantinedRequest) ProtoMessage() {}
+
+func (x *RetryQuarantinedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryQuarantinedRequest.ProtoReflect.Descriptor instead.
+func (*RetryQuarantinedRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RetryQuarantinedRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *RetryQuarantinedRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type RetryQuarantinedResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Released int32                  `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	// run is the run started to send them, unset when the sync already had an
+	// active run (the released records go with its next run).
+	Run           *Run `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryQuarantinedResponse) Reset() {
+	*x = RetryQuarantinedResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryQuarantinedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryQuarantinedResponse) ProtoMessage() {}
+
+func (x *RetryQuarantinedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryQuarantinedResponse.ProtoReflect.Descriptor instead.
+func (*RetryQuarantinedResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RetryQuarantinedResponse) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *RetryQuarantinedResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 var File_ebb_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ebb_admin_v1_admin_proto_rawDesc = "" +
@@ -2646,11 +2947,12 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x04runs\x18\x01 \x03(\v2\x11.ebb.admin.v1.RunR\x04runs\"B\n" +
 	"\x13ListFailuresRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"A\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"c\n" +
 	"\aFailure\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\tR\x02op\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"g\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12 \n" +
+	"\vquarantined\x18\x04 \x01(\bR\vquarantined\"g\n" +
 	"\x14ListFailuresResponse\x121\n" +
 	"\bfailures\x18\x01 \x03(\v2\x15.ebb.admin.v1.FailureR\bfailures\x12\x1c\n" +
 	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"Q\n" +
@@ -2661,7 +2963,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aOutcome\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x03R\tdelivered\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
-	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\x9d\x04\n" +
+	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xbf\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -2681,7 +2983,26 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt2\xaa\r\n" +
+	"finishedAt\x12 \n" +
+	"\vquarantined\x18\x0f \x01(\x03R\vquarantined\"+\n" +
+	"\x15ListQuarantineRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\"\xce\x01\n" +
+	"\x0fQuarantineEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06streak\x18\x02 \x01(\x05R\x06streak\x12 \n" +
+	"\vquarantined\x18\x03 \x01(\bR\vquarantined\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12\x1e\n" +
+	"\vlast_run_id\x18\x05 \x01(\tR\tlastRunId\x120\n" +
+	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"Q\n" +
+	"\x16ListQuarantineResponse\x127\n" +
+	"\aentries\x18\x01 \x03(\v2\x1d.ebb.admin.v1.QuarantineEntryR\aentries\"?\n" +
+	"\x17RetryQuarantinedRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"[\n" +
+	"\x18RetryQuarantinedResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\x12#\n" +
+	"\x03run\x18\x02 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xea\x0e\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -2706,7 +3027,9 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"TriggerRun\x12\x1f.ebb.admin.v1.TriggerRunRequest\x1a .ebb.admin.v1.TriggerRunResponse\x12C\n" +
 	"\x06GetRun\x12\x1b.ebb.admin.v1.GetRunRequest\x1a\x1c.ebb.admin.v1.GetRunResponse\x12I\n" +
 	"\bListRuns\x12\x1d.ebb.admin.v1.ListRunsRequest\x1a\x1e.ebb.admin.v1.ListRunsResponse\x12U\n" +
-	"\fListFailures\x12!.ebb.admin.v1.ListFailuresRequest\x1a\".ebb.admin.v1.ListFailuresResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
+	"\fListFailures\x12!.ebb.admin.v1.ListFailuresRequest\x1a\".ebb.admin.v1.ListFailuresResponse\x12[\n" +
+	"\x0eListQuarantine\x12#.ebb.admin.v1.ListQuarantineRequest\x1a$.ebb.admin.v1.ListQuarantineResponse\x12a\n" +
+	"\x10RetryQuarantined\x12%.ebb.admin.v1.RetryQuarantinedRequest\x1a&.ebb.admin.v1.RetryQuarantinedResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_ebb_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2720,7 +3043,7 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Source)(nil),                    // 0: ebb.admin.v1.Source
 	(*Destination)(nil),               // 1: ebb.admin.v1.Destination
@@ -2772,14 +3095,19 @@ var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Planned)(nil),                   // 47: ebb.admin.v1.Planned
 	(*Outcome)(nil),                   // 48: ebb.admin.v1.Outcome
 	(*Run)(nil),                       // 49: ebb.admin.v1.Run
-	(*structpb.Struct)(nil),           // 50: google.protobuf.Struct
-	(*structpb.Value)(nil),            // 51: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),     // 52: google.protobuf.Timestamp
+	(*ListQuarantineRequest)(nil),     // 50: ebb.admin.v1.ListQuarantineRequest
+	(*QuarantineEntry)(nil),           // 51: ebb.admin.v1.QuarantineEntry
+	(*ListQuarantineResponse)(nil),    // 52: ebb.admin.v1.ListQuarantineResponse
+	(*RetryQuarantinedRequest)(nil),   // 53: ebb.admin.v1.RetryQuarantinedRequest
+	(*RetryQuarantinedResponse)(nil),  // 54: ebb.admin.v1.RetryQuarantinedResponse
+	(*structpb.Struct)(nil),           // 55: google.protobuf.Struct
+	(*structpb.Value)(nil),            // 56: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),     // 57: google.protobuf.Timestamp
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	50, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	50, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	51, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	55, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	55, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	56, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
 	2,  // 3: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
 	3,  // 4: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
 	0,  // 5: ebb.admin.v1.CreateSourceRequest.source:type_name -> ebb.admin.v1.Source
@@ -2812,54 +3140,61 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	48, // 32: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
 	48, // 33: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
 	48, // 34: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	52, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	52, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	52, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 38: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	7,  // 39: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	9,  // 40: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	11, // 41: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	13, // 42: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	15, // 43: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	17, // 44: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	19, // 45: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	21, // 46: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	23, // 47: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	25, // 48: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	27, // 49: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	29, // 50: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	31, // 51: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	33, // 52: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	35, // 53: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	38, // 54: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	40, // 55: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	42, // 56: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	44, // 57: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	6,  // 58: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	8,  // 59: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	10, // 60: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	12, // 61: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	14, // 62: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	16, // 63: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	18, // 64: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	20, // 65: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	22, // 66: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	24, // 67: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	26, // 68: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	28, // 69: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	30, // 70: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	32, // 71: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	34, // 72: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	37, // 73: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	39, // 74: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	41, // 75: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	43, // 76: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	46, // 77: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	58, // [58:78] is the sub-list for method output_type
-	38, // [38:58] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	57, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	57, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	57, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	57, // 38: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	51, // 39: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
+	49, // 40: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
+	5,  // 41: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	7,  // 42: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	9,  // 43: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	11, // 44: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	13, // 45: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	15, // 46: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	17, // 47: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	19, // 48: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	21, // 49: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	23, // 50: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	25, // 51: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	27, // 52: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	29, // 53: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	31, // 54: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	33, // 55: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	35, // 56: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	38, // 57: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	40, // 58: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	42, // 59: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	44, // 60: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	50, // 61: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	53, // 62: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	6,  // 63: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	8,  // 64: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	10, // 65: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	12, // 66: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	14, // 67: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	16, // 68: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	18, // 69: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	20, // 70: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	22, // 71: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	24, // 72: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	26, // 73: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	28, // 74: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	30, // 75: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	32, // 76: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	34, // 77: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	37, // 78: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	39, // 79: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	41, // 80: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	43, // 81: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	46, // 82: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	52, // 83: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	54, // 84: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	63, // [63:85] is the sub-list for method output_type
+	41, // [41:63] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -2873,7 +3208,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	AdminService_GetRun_FullMethodName            = "/ebb.admin.v1.AdminService/GetRun"
 	AdminService_ListRuns_FullMethodName          = "/ebb.admin.v1.AdminService/ListRuns"
 	AdminService_ListFailures_FullMethodName      = "/ebb.admin.v1.AdminService/ListFailures"
+	AdminService_ListQuarantine_FullMethodName    = "/ebb.admin.v1.AdminService/ListQuarantine"
+	AdminService_RetryQuarantined_FullMethodName  = "/ebb.admin.v1.AdminService/RetryQuarantined"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -89,6 +91,12 @@ type AdminServiceClient interface {
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
 	// ListFailures returns the records that failed in a run.
 	ListFailures(ctx context.Context, in *ListFailuresRequest, opts ...grpc.CallOption) (*ListFailuresResponse, error)
+	// ListQuarantine returns a sync's records that failed in several runs in
+	// a row and are no longer sent automatically, and those on a streak.
+	ListQuarantine(ctx context.Context, in *ListQuarantineRequest, opts ...grpc.CallOption) (*ListQuarantineResponse, error)
+	// RetryQuarantined releases quarantined records of a sync (all, or the
+	// one with key) and starts a run that sends them again.
+	RetryQuarantined(ctx context.Context, in *RetryQuarantinedRequest, opts ...grpc.CallOption) (*RetryQuarantinedResponse, error)
 }
 
 type adminServiceClient struct {
@@ -299,6 +307,26 @@ func (c *adminServiceClient) ListFailures(ctx context.Context, in *ListFailuresR
 	return out, nil
 }
 
+func (c *adminServiceClient) ListQuarantine(ctx context.Context, in *ListQuarantineRequest, opts ...grpc.CallOption) (*ListQuarantineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQuarantineResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListQuarantine_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RetryQuarantined(ctx context.Context, in *RetryQuarantinedRequest, opts ...grpc.CallOption) (*RetryQuarantinedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryQuarantinedResponse)
+	err := c.cc.Invoke(ctx, AdminService_RetryQuarantined_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -347,6 +375,12 @@ type AdminServiceServer interface {
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
 	// ListFailures returns the records that failed in a run.
 	ListFailures(context.Context, *ListFailuresRequest) (*ListFailuresResponse, error)
+	// ListQuarantine returns a sync's records that failed in several runs in
+	// a row and are no longer sent automatically, and those on a streak.
+	ListQuarantine(context.Context, *ListQuarantineRequest) (*ListQuarantineResponse, error)
+	// RetryQuarantined releases quarantined records of a sync (all, or the
+	// one with key) and starts a run that sends them again.
+	RetryQuarantined(context.Context, *RetryQuarantinedRequest) (*RetryQuarantinedResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -416,6 +450,12 @@ func (UnimplementedAdminServiceServer) ListRuns(context.Context, *ListRunsReques
 }
 func (UnimplementedAdminServiceServer) ListFailures(context.Context, *ListFailuresRequest) (*ListFailuresResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFailures not implemented")
+}
+func (UnimplementedAdminServiceServer) ListQuarantine(context.Context, *ListQuarantineRequest) (*ListQuarantineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQuarantine not implemented")
+}
+func (UnimplementedAdminServiceServer) RetryQuarantined(context.Context, *RetryQuarantinedRequest) (*RetryQuarantinedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryQuarantined not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -798,6 +838,42 @@ func _AdminService_ListFailures_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListQuarantine_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQuarantineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListQuarantine(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListQuarantine_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListQuarantine(ctx, req.(*ListQuarantineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RetryQuarantined_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryQuarantinedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RetryQuarantined(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RetryQuarantined_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RetryQuarantined(ctx, req.(*RetryQuarantinedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -884,6 +960,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFailures",
 			Handler:    _AdminService_ListFailures_Handler,
+		},
+		{
+			MethodName: "ListQuarantine",
+			Handler:    _AdminService_ListQuarantine_Handler,
+		},
+		{
+			MethodName: "RetryQuarantined",
+			Handler:    _AdminService_RetryQuarantined_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

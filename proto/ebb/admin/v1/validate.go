@@ -167,3 +167,9 @@ func (r *ListRunsRequest) Validate() error {
 func (r *ListFailuresRequest) Validate() error {
 	return firstError(checkRunID("run_id", r.GetRunId()), checkLimit("limit", r.GetLimit(), MaxFailuresLimit))
 }
+
+// Validate checks the request.
+func (r *ListQuarantineRequest) Validate() error { return checkName("sync", r.GetSync()) }
+
+// Validate checks the request.
+func (r *RetryQuarantinedRequest) Validate() error { return checkName("sync", r.GetSync()) }
