@@ -105,6 +105,10 @@ func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolo
 	if errors.As(err, &after) && after.Delay > 0 {
 		delay = after.Delay
 	}
+	if after != nil && after.Hold {
+		_ = msg.NakWithDelay(delay)
+		return
+	}
 	log.Warn().Err(err).Str("subject", msg.Subject()).Dur("retry_in", delay).Msg("handling message failed; will retry")
 	_ = msg.NakWithDelay(delay)
 }
@@ -114,6 +118,9 @@ func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolo
 type RetryError struct {
 	Err   error
 	Delay time.Duration
+	// Hold marks an expected wait (a paused run), not a failure: it is
+	// not logged.
+	Hold bool
 }
 
 func (e *RetryError) Error() string { return e.Err.Error() }
@@ -132,12 +139,18 @@ func backoff(msg jetstream.Msg, max time.Duration) time.Duration {
 	return min(d, max)
 }
 
+// DefaultAckWait is how long a consumer waits for the ack of a message
+// before redelivering it: after a copy dies, its messages go to another
+// after this long. A republish after such a crash comes at least this long
+// after the first publish, which is why Limits.Duplicates is a multiple of it.
+const DefaultAckWait = 60 * time.Second
+
 // Durable creates or updates a shared durable pull consumer: every copy of a
 // service binds to the same one, so they share its messages.
 func Durable(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	if cfg.AckWait == 0 {
-		cfg.AckWait = 60 * time.Second
+		cfg.AckWait = DefaultAckWait
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {

@@ -22,6 +22,9 @@ const (
 	Succeeded  State = "succeeded"
 	Failed     State = "failed"
 	Cancelled  State = "cancelled"
+	// Paused: stages stop at their next batch boundary until resumed;
+	// PausedFrom remembers the state to return to.
+	Paused State = "paused"
 )
 
 // Terminal reports whether a run in state s is over.
@@ -47,9 +50,13 @@ type Outcome struct {
 
 // Run is one execution of a sync.
 type Run struct {
-	ID      string `json:"id"`
-	Sync    string `json:"sync"`
-	State   State  `json:"state"`
+	ID    string `json:"id"`
+	Sync  string `json:"sync"`
+	State State  `json:"state"`
+	// PausedFrom is the state a paused run resumes in.
+	PausedFrom State `json:"paused_from,omitempty"`
+	// Resumes counts resumptions; it keeps their announcements distinct.
+	Resumes int    `json:"resumes,omitempty"`
 	Trigger string `json:"trigger"`
 	Error   string `json:"error,omitempty"`
 
@@ -89,6 +96,29 @@ type Run struct {
 
 // NewID returns a new run id: a ULID, so ids sort by creation time.
 func NewID() string { return ulid.Make().String() }
+
+// Advance moves the run from one state to the next, and reports whether it
+// did. A paused run stays paused but will resume in the next state, so a
+// stage finishing its work during a pause still records its progress.
+func (r *Run) Advance(from, to State) bool {
+	switch {
+	case r.State == from:
+		r.State = to
+	case r.State == Paused && r.PausedFrom == from:
+		r.PausedFrom = to
+	default:
+		return false
+	}
+	return true
+}
+
+// Phase is the pipeline state of the run, looking through a pause.
+func (r *Run) Phase() State {
+	if r.State == Paused {
+		return r.PausedFrom
+	}
+	return r.State
+}
 
 // Final is the number of records with a final result.
 func (r *Run) Final() int64 {

@@ -213,3 +213,26 @@ func isConflict(err error) bool {
 	}
 	return errors.Is(err, jetstream.ErrKeyExists)
 }
+
+// ReleaseOrphan frees a sync's active slot that names run id when that run
+// does not exist and the slot is older than grace: a crash between the two
+// writes of Create left it behind.
+func (s *Store) ReleaseOrphan(ctx context.Context, sync, id string, grace time.Duration) error {
+	e, err := s.kv.Get(ctx, activeKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading active run of sync %q: %w", sync, err)
+	}
+	if string(e.Value()) != id || time.Since(e.Created()) < grace {
+		return nil
+	}
+	if _, _, err := s.get(ctx, sync, id); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := s.kv.Delete(ctx, activeKey(sync), jetstream.LastRevision(e.Revision())); err != nil && !isConflict(err) {
+		return fmt.Errorf("releasing orphaned active slot of sync %q: %w", sync, err)
+	}
+	return nil
+}

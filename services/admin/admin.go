@@ -40,7 +40,9 @@ type Deps struct {
 	// Quarantine tracks records that keep failing; when nil, Run opens it
 	// on the state bucket.
 	Quarantine *quarantine.Store
-	Log        zerolog.Logger
+	// State is the state bucket (pauses); when nil, Run opens it.
+	State jetstream.KeyValue
+	Log   zerolog.Logger
 	// Listen is the TCP address to serve on, such as "127.0.0.1:7070".
 	Listen string
 	// Token is the bearer token every call must carry. Empty means no
@@ -61,12 +63,15 @@ func Run(ctx context.Context, d Deps) error {
 			return err
 		}
 	}
-	if d.Quarantine == nil && d.JS != nil {
+	if d.State == nil && d.JS != nil {
 		state, err := d.JS.KeyValue(ctx, bus.BucketState)
 		if err != nil {
 			return fmt.Errorf("admin API: opening state bucket: %w", err)
 		}
-		d.Quarantine = quarantine.New(state)
+		d.State = state
+	}
+	if d.Quarantine == nil && d.State != nil {
+		d.Quarantine = quarantine.New(d.State)
 	}
 	lis, err := new(net.ListenConfig).Listen(ctx, "tcp", d.Listen)
 	if err != nil {

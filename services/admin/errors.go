@@ -37,7 +37,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, config.ErrNotFound), errors.Is(err, run.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, run.ErrActive):
+	case errors.Is(err, run.ErrActive), errors.Is(err, run.ErrNotActive):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

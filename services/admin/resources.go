@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/run"
 	adminv1 "github.com/ebb-etl/ebb/proto/ebb/admin/v1"
 	"github.com/ebb-etl/ebb/services/admin/internal/convert"
 )
@@ -295,7 +296,14 @@ func (s *server) GetSync(ctx context.Context, req *adminv1.GetSyncRequest) (*adm
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &adminv1.GetSyncResponse{Sync: out}, nil
+	resp := &adminv1.GetSyncResponse{Sync: out}
+	if resp.Paused, err = run.SyncPaused(ctx, s.d.State, sy.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if resp.ActiveRunId, err = s.d.Runs.ActiveID(ctx, sy.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
 }
 
 // ListSyncs implements AdminService.

@@ -26,6 +26,9 @@ func (s *server) TriggerRun(ctx context.Context, req *adminv1.TriggerRunRequest)
 	if _, err := s.d.Configs.Sync(ctx, name); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.refusePaused(ctx, name); err != nil {
+		return nil, err
+	}
 	r, err := run.Start(ctx, s.d.JS, s.d.Runs, name, "manual")
 	if errors.Is(err, run.ErrActive) {
 		active, _ := s.d.Runs.ActiveID(ctx, name)
@@ -125,6 +128,9 @@ func (s *server) RetryQuarantined(ctx context.Context, req *adminv1.RetryQuarant
 	}
 	s.log.Info().Str(logging.FieldSync, req.GetSync()).Int("released", n).Msg("released quarantined records")
 	resp := &adminv1.RetryQuarantinedResponse{Released: int32(n)}
+	if paused, err := run.SyncPaused(ctx, s.d.State, req.GetSync()); err != nil || paused {
+		return resp, toStatus(err) // released; they go with the first run after resume
+	}
 	r, err := run.Start(ctx, s.d.JS, s.d.Runs, req.GetSync(), "retry")
 	switch {
 	case errors.Is(err, run.ErrActive):

@@ -23,6 +23,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/plane"
 	"github.com/ebb-etl/ebb/libs/record"
+	"github.com/ebb-etl/ebb/libs/run"
 )
 
 // Deps is what the delivery service needs.
@@ -108,6 +109,7 @@ type worker struct {
 	opts   config.DeliveryOptions
 	client destination.Destination
 	limit  *limiter
+	gate   *run.Gate
 	plane  *plane.Plane
 	log    zerolog.Logger
 	cancel context.CancelFunc
@@ -124,7 +126,7 @@ func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error
 		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), plane: d.Plane, cancel: cancel,
+	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), gate: run.NewGate(d.Plane.Runs, time.Second), plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
@@ -161,6 +163,14 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := record.Decode(msg.Data(), &b); err != nil {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
+	}
+	switch decision, err := w.gate.Check(ctx, b.Sync, b.RunID); {
+	case err != nil:
+		return err
+	case decision == run.Drop:
+		return nil // cancelled or failed: nothing more is sent
+	case decision == run.Hold:
+		return run.ErrHeld
 	}
 	deadline := time.Now().Add(w.opts.RetryFor)
 	if md, err := msg.Metadata(); err == nil {

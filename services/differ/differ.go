@@ -84,7 +84,18 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if strings.HasPrefix(msg.Subject(), "ebb.run.delivered.") {
 		return s.commit(ctx, log, r)
 	}
-	return s.diff(ctx, log, r)
+	redelivered := false
+	if md, err := msg.Metadata(); err == nil {
+		redelivered = md.NumDelivered > 1
+	}
+	return s.diff(ctx, log, r, redelivered)
+}
+
+// deleteRunObjects removes a run's candidate snapshot and change set.
+func (s *service) deleteRunObjects(ctx context.Context, r *run.Run) {
+	for _, obj := range []string{snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.ObjectName(r.Sync, r.ID, "changes")} {
+		_ = s.Plane.Snapshots.Delete(ctx, obj)
+	}
 }
 
 // fail ends a run with err; the snapshot is not moved.
@@ -100,22 +111,30 @@ func (s *service) fail(ctx context.Context, log zerolog.Logger, r *run.Run, err 
 	return uerr
 }
 
-func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, redelivered bool) error {
 	switch r.State {
 	case run.Extracting, run.Delivering:
 		// Diffed already; the announcement may have been lost in a crash.
 		return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
-	case run.Committing:
-		return nil
+	case run.Committing, run.Paused:
+		return nil // a resume announces the run again
 	}
+	claimed := false
 	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		// Only one differ diffs a run: the one that moves it out of
+		// pending, or, when that one died, the one its message is
+		// redelivered to. A second announcement of the run is ignored.
+		claimed = r.State == run.Pending || (r.State == run.Diffing && redelivered)
+		if !claimed {
+			return run.ErrSkip
+		}
 		r.State = run.Diffing
 		if r.StartedAt.IsZero() {
 			r.StartedAt = time.Now().UTC()
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || !claimed {
 		return err
 	}
 	log.Info().Msg("diffing")
@@ -130,11 +149,12 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run) erro
 		}
 		return s.fail(ctx, log, r, err)
 	}
+	advanced := false
 	r, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State != run.Diffing {
+		// A run paused meanwhile stays paused, ready to extract on resume.
+		if advanced = r.Advance(run.Diffing, run.Extracting); !advanced {
 			return run.ErrSkip
 		}
-		r.State = run.Extracting
 		r.Spec = plan.sync
 		r.Partitions = plan.delivery.Partitions
 		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
@@ -148,10 +168,18 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run) erro
 	if err != nil {
 		return err
 	}
+	if !advanced {
+		// Cancelled while diffing: nothing will read what the diff wrote.
+		s.deleteRunObjects(ctx, r)
+		return nil
+	}
 	log.Info().Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
 	if r.Planned.Total() == 0 {
 		return s.commit(ctx, log, r)
+	}
+	if r.State == run.Paused {
+		return nil
 	}
 	return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
 }
@@ -223,17 +251,21 @@ func (s *service) computeDiff(ctx context.Context, p plan, r *run.Run) (diff.Sta
 // ends the run. Every step is idempotent, so a redelivered event or a crash
 // halfway is harmless.
 func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+	committing := false
 	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State == run.Committing {
-			return run.ErrSkip
+		committing = r.State == run.Committing
+		if committing || r.State.Terminal() {
+			return run.ErrSkip // resuming a commit a crash cut short, or cancelled
 		}
 		if r.Final() < r.Planned.Total() {
 			return fmt.Errorf("run %s has %d of %d final results: not ready to commit", r.ID, r.Final(), r.Planned.Total())
 		}
-		r.State = run.Committing
+		// A run paused after its last record was delivered commits: that
+		// sends nothing, and the pause still holds the sync's schedule.
+		r.State, r.PausedFrom, committing = run.Committing, "", true
 		return nil
 	})
-	if err != nil {
+	if err != nil || !committing {
 		return err
 	}
 	ptr, rev, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)

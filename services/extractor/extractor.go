@@ -73,6 +73,10 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // extracted already, or over
 	}
 	err = s.extract(ctx, log, r)
+	if errors.Is(err, errStopped) {
+		log.Info().Msg("extraction stopped at a batch boundary: the run is paused or over")
+		return nil // a resume announces the run again
+	}
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
@@ -159,10 +163,9 @@ func (s *service) extract(ctx context.Context, log zerolog.Logger, r *run.Run) e
 		return err
 	}
 	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State != run.Extracting {
+		if !r.Advance(run.Extracting, run.Delivering) {
 			return run.ErrSkip
 		}
-		r.State = run.Delivering
 		r.Batches = b.cp.NextSeq
 		r.Extracted = b.cp.Extracted
 		return nil
@@ -333,5 +336,24 @@ func (b *batcher) flush(ctx context.Context) error {
 		return err
 	}
 	b.records, b.missing, b.inBatch = nil, nil, 0
+	return b.checkActive(ctx)
+}
+
+// errStopped ends an extraction at a batch boundary because the run was
+// paused, cancelled or failed; the checkpoint is saved, so a resume goes
+// on from the next batch.
+var errStopped = errors.New("run paused or over")
+
+// checkActive reads the run's state after each batch: one read per batch
+// of thousands of records is cheap, and a pause stops extraction within a
+// batch.
+func (b *batcher) checkActive(ctx context.Context) error {
+	r, err := b.svc.Plane.Runs.Get(ctx, b.run.Sync, b.run.ID)
+	if err != nil {
+		return err
+	}
+	if r.State != run.Extracting {
+		return errStopped
+	}
 	return nil
 }

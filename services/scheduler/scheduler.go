@@ -33,6 +33,9 @@ type Deps struct {
 	Tick time.Duration
 	// LeaseTTL is how long a lease lasts without renewal; default 10s.
 	LeaseTTL time.Duration
+	// StaleAfter is how long a run may stay pending before the leader
+	// announces it again; default 30s.
+	StaleAfter time.Duration
 }
 
 const leaseKey = "scheduler"
@@ -46,6 +49,8 @@ type lease struct {
 type service struct {
 	Deps
 	leaseUntil time.Time
+	// leaseRev is the revision of our last lease write: the fencing token.
+	leaseRev uint64
 }
 
 // Run checks schedules every tick while it holds the lease, until ctx ends.
@@ -55,6 +60,9 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if d.LeaseTTL <= 0 {
 		d.LeaseTTL = 10 * time.Second
+	}
+	if d.StaleAfter <= 0 {
+		d.StaleAfter = 30 * time.Second
 	}
 	if d.ID == "" {
 		host, _ := os.Hostname()
@@ -88,9 +96,10 @@ func (s *service) claim(ctx context.Context) (bool, error) {
 	now := time.Now()
 	next, _ := json.Marshal(lease{Holder: s.ID, Expires: now.Add(s.LeaseTTL)})
 	e, err := s.Leases.Get(ctx, leaseKey)
+	var rev uint64
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		_, err = s.Leases.Create(ctx, leaseKey, next)
+		rev, err = s.Leases.Create(ctx, leaseKey, next)
 	case err != nil:
 		return false, err
 	default:
@@ -98,17 +107,37 @@ func (s *service) claim(ctx context.Context) (bool, error) {
 		if jerr := json.Unmarshal(e.Value(), &cur); jerr == nil && cur.Holder != s.ID && now.Before(cur.Expires) {
 			return false, nil // someone else leads
 		}
-		_, err = s.Leases.Update(ctx, leaseKey, next, e.Revision())
+		rev, err = s.Leases.Update(ctx, leaseKey, next, e.Revision())
 	}
 	if err != nil {
 		return false, nil // lost the race
 	}
+	s.leaseRev = rev
 	if s.leaseUntil.IsZero() || now.After(s.leaseUntil) {
 		s.Log.Info().Str("holder", s.ID).Msg("leading the scheduler")
 	}
 	// Act on the lease only for half its TTL, to leave room for clock skew.
 	s.leaseUntil = now.Add(s.LeaseTTL / 2)
 	return true, nil
+}
+
+// errNotLeader stops a copy that lost its lease from starting runs.
+var errNotLeader = errors.New("no longer the scheduler leader")
+
+// fence renews the lease by compare-and-swap on the revision of our last
+// write, just before a run starts. A copy that was stopped (SIGSTOP, a long
+// GC pause) while another took over finds the revision moved on and starts
+// nothing: the revision is the fencing token.
+func (s *service) fence(ctx context.Context) error {
+	now := time.Now()
+	next, _ := json.Marshal(lease{Holder: s.ID, Expires: now.Add(s.LeaseTTL)})
+	rev, err := s.Leases.Update(ctx, leaseKey, next, s.leaseRev)
+	if err != nil {
+		s.leaseUntil = time.Time{}
+		return errNotLeader
+	}
+	s.leaseRev, s.leaseUntil = rev, now.Add(s.LeaseTTL/2)
+	return nil
 }
 
 // scheduleState is when a sync was last started by its schedule.
@@ -127,7 +156,14 @@ func (s *service) fire(ctx context.Context) error {
 		if time.Now().After(s.leaseUntil) {
 			return nil // the lease may have passed to another copy
 		}
-		if err := s.fireOne(ctx, sync); err != nil {
+		if err := s.recoverActive(ctx, sync.Name); err != nil {
+			s.Log.Warn().Err(err).Str(logging.FieldSync, sync.Name).Msg("checking active run")
+		}
+		err := s.fireOne(ctx, sync)
+		if errors.Is(err, errNotLeader) {
+			return nil
+		}
+		if err != nil {
 			s.Log.Warn().Err(err).Str(logging.FieldSync, sync.Name).Msg("starting scheduled run")
 		}
 	}
@@ -154,6 +190,12 @@ func (s *service) fireOne(ctx context.Context, sync config.Sync) error {
 	}
 	if now.Before(sched.Next(st.Last)) {
 		return nil
+	}
+	if paused, err := run.SyncPaused(ctx, s.Plane.State, sync.Name); err != nil || paused {
+		return err
+	}
+	if err := s.fence(ctx); err != nil {
+		return err
 	}
 	r, err := run.Start(ctx, s.Plane.JS, s.Plane.Runs, sync.Name, "schedule")
 	switch {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -32,6 +33,7 @@ type Deps struct {
 
 type service struct {
 	Deps
+	gate  *run.Gate
 	mu    sync.Mutex
 	plans map[string]*runPlan // by run id; small, reset when full
 }
@@ -56,7 +58,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	s := &service{Deps: d, plans: map[string]*runPlan{}}
+	s := &service{Deps: d, gate: run.NewGate(d.Plane.Runs, time.Second), plans: map[string]*runPlan{}}
 	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
@@ -98,15 +100,20 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 		s.Log.Error().Err(err).Msg("dropping malformed record batch")
 		return nil
 	}
+	switch decision, err := s.gate.Check(ctx, b.Sync, b.RunID); {
+	case err != nil:
+		return err
+	case decision == run.Drop:
+		return nil // cancelled or failed: nothing more is sent
+	case decision == run.Hold:
+		return run.ErrHeld
+	}
 	p, err := s.plan(ctx, b.Sync, b.RunID)
 	if errors.Is(err, run.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
-	}
-	if p.run.State.Terminal() {
-		return nil
 	}
 	lanes, failed := s.transform(p, b)
 	for part, records := range lanes {

@@ -12,7 +12,7 @@ import (
 
 func runsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Inspect runs"}
-	cmd.AddCommand(runsListCmd(g), runsGetCmd(g), runsFailuresCmd(g))
+	cmd.AddCommand(runsListCmd(g), runsGetCmd(g), runsFailuresCmd(g), runsCancelCmd(g))
 	return cmd
 }
 
@@ -79,7 +79,7 @@ func runsGetCmd(g *Globals) *cobra.Command {
 				return fields(w,
 					"id", r.GetId(),
 					"sync", r.GetSync(),
-					"state", r.GetState(),
+					"state", state(r),
 					"trigger", r.GetTrigger(),
 					"error", orDash(r.GetError()),
 					"model rows", itoa(r.GetModelRows()),
@@ -128,4 +128,12 @@ func runsFailuresCmd(g *Globals) *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// state is a run's state, with where a paused run resumes.
+func state(r *adminv1.Run) string {
+	if r.GetPausedFrom() != "" {
+		return r.GetState() + " (in " + r.GetPausedFrom() + ")"
+	}
+	return r.GetState()
 }

@@ -21,7 +21,7 @@ const pollEvery = 500 * time.Millisecond
 func syncCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "sync", Aliases: []string{"syncs"}, Short: "Inspect, run and delete syncs"}
 	cmd.AddCommand(syncListCmd(g), syncGetCmd(g), syncRunCmd(g), syncDeleteCmd(g),
-		syncQuarantineCmd(g), syncRetryCmd(g))
+		syncQuarantineCmd(g), syncRetryCmd(g), syncPauseCmd(g), syncResumeCmd(g))
 	return cmd
 }
 
@@ -84,8 +84,11 @@ func syncGetCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return render(cmd.OutOrStdout(), *out, resp.GetSync(), func(w io.Writer) error {
-				return printSync(w, resp.GetSync())
+			return render(cmd.OutOrStdout(), *out, resp, func(w io.Writer) error {
+				if err := printSync(w, resp.GetSync()); err != nil {
+					return err
+				}
+				return fields(w, "paused", fmt.Sprint(resp.GetPaused()), "active run", orDash(resp.GetActiveRunId()))
 			})
 		})
 	}

@@ -1340,8 +1340,12 @@ func (x *GetSyncRequest) GetName() string {
 }
 
 type GetSyncResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sync          *Sync                  `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  *Sync                  `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// paused is true between PauseSync and ResumeSync.
+	Paused bool `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	// active_run_id is the sync's active run, if any.
+	ActiveRunId   string `protobuf:"bytes,3,opt,name=active_run_id,json=activeRunId,proto3" json:"active_run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1381,6 +1385,20 @@ func (x *GetSyncResponse) GetSync() *Sync {
 		return x.Sync
 	}
 	return nil
+}
+
+func (x *GetSyncResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *GetSyncResponse) GetActiveRunId() string {
+	if x != nil {
+		return x.ActiveRunId
+	}
+	return ""
 }
 
 type ListSyncsRequest struct {
@@ -2397,7 +2415,7 @@ type Run struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Sync  string                 `protobuf:"bytes,2,opt,name=sync,proto3" json:"sync,omitempty"`
 	// pending, diffing, extracting, delivering, committing, succeeded,
-	// failed or cancelled.
+	// failed, cancelled, or paused (see paused_from).
 	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	// What started the run: manual, schedule, ...
 	Trigger string `protobuf:"bytes,4,opt,name=trigger,proto3" json:"trigger,omitempty"`
@@ -2414,7 +2432,9 @@ type Run struct {
 	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// quarantined counts changes not sent because their record is quarantined.
-	Quarantined   int64 `protobuf:"varint,15,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	Quarantined int64 `protobuf:"varint,15,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	// paused_from is the state a paused run resumes in.
+	PausedFrom    string `protobuf:"bytes,16,opt,name=paused_from,json=pausedFrom,proto3" json:"paused_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2552,6 +2572,13 @@ func (x *Run) GetQuarantined() int64 {
 		return x.Quarantined
 	}
 	return 0
+}
+
+func (x *Run) GetPausedFrom() string {
+	if x != nil {
+		return x.PausedFrom
+	}
+	return ""
 }
 
 type ListQuarantineRequest struct {
@@ -2837,6 +2864,272 @@ func (x *RetryQuarantinedResponse) GetRun() *Run {
 	return nil
 }
 
+type PauseSyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sync          string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseSyncRequest) Reset() {
+	*x = PauseSyncRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseSyncRequest) ProtoMessage() {}
+
+func (x *PauseSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseSyncRequest.ProtoReflect.Descriptor instead.
+func (*PauseSyncRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *PauseSyncRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+type PauseSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The paused run, when the sync had an active one.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseSyncResponse) Reset() {
+	*x = PauseSyncResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseSyncResponse) ProtoMessage() {}
+
+func (x *PauseSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseSyncResponse.ProtoReflect.Descriptor instead.
+func (*PauseSyncResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *PauseSyncResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type ResumeSyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sync          string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeSyncRequest) Reset() {
+	*x = ResumeSyncRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeSyncRequest) ProtoMessage() {}
+
+func (x *ResumeSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeSyncRequest.ProtoReflect.Descriptor instead.
+func (*ResumeSyncRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ResumeSyncRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+type ResumeSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resumed run, when the sync had a paused one.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeSyncResponse) Reset() {
+	*x = ResumeSyncResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeSyncResponse) ProtoMessage() {}
+
+func (x *ResumeSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeSyncResponse.ProtoReflect.Descriptor instead.
+func (*ResumeSyncResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ResumeSyncResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+type CancelRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type CancelRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CancelRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 var File_ebb_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ebb_admin_v1_admin_proto_rawDesc = "" +
@@ -2907,9 +3200,11 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x12CreateSyncResponse\x12&\n" +
 	"\x04sync\x18\x01 \x01(\v2\x12.ebb.admin.v1.SyncR\x04sync\"$\n" +
 	"\x0eGetSyncRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"9\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
 	"\x0fGetSyncResponse\x12&\n" +
-	"\x04sync\x18\x01 \x01(\v2\x12.ebb.admin.v1.SyncR\x04sync\"\x12\n" +
+	"\x04sync\x18\x01 \x01(\v2\x12.ebb.admin.v1.SyncR\x04sync\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\x12\"\n" +
+	"\ractive_run_id\x18\x03 \x01(\tR\vactiveRunId\"\x12\n" +
 	"\x10ListSyncsRequest\"=\n" +
 	"\x11ListSyncsResponse\x12(\n" +
 	"\x05syncs\x18\x01 \x03(\v2\x12.ebb.admin.v1.SyncR\x05syncs\";\n" +
@@ -2963,7 +3258,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aOutcome\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x03R\tdelivered\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
-	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xbf\x04\n" +
+	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xe0\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -2984,7 +3279,9 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"started_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12 \n" +
-	"\vquarantined\x18\x0f \x01(\x03R\vquarantined\"+\n" +
+	"\vquarantined\x18\x0f \x01(\x03R\vquarantined\x12\x1f\n" +
+	"\vpaused_from\x18\x10 \x01(\tR\n" +
+	"pausedFrom\"+\n" +
 	"\x15ListQuarantineRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\"\xce\x01\n" +
 	"\x0fQuarantineEntry\x12\x10\n" +
@@ -3002,7 +3299,19 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"[\n" +
 	"\x18RetryQuarantinedResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\x05R\breleased\x12#\n" +
-	"\x03run\x18\x02 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xea\x0e\n" +
+	"\x03run\x18\x02 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"&\n" +
+	"\x10PauseSyncRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\"8\n" +
+	"\x11PauseSyncResponse\x12#\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"'\n" +
+	"\x11ResumeSyncRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\"9\n" +
+	"\x12ResumeSyncResponse\x12#\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\")\n" +
+	"\x10CancelRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"8\n" +
+	"\x11CancelRunResponse\x12#\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xd7\x10\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -3029,7 +3338,11 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\bListRuns\x12\x1d.ebb.admin.v1.ListRunsRequest\x1a\x1e.ebb.admin.v1.ListRunsResponse\x12U\n" +
 	"\fListFailures\x12!.ebb.admin.v1.ListFailuresRequest\x1a\".ebb.admin.v1.ListFailuresResponse\x12[\n" +
 	"\x0eListQuarantine\x12#.ebb.admin.v1.ListQuarantineRequest\x1a$.ebb.admin.v1.ListQuarantineResponse\x12a\n" +
-	"\x10RetryQuarantined\x12%.ebb.admin.v1.RetryQuarantinedRequest\x1a&.ebb.admin.v1.RetryQuarantinedResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
+	"\x10RetryQuarantined\x12%.ebb.admin.v1.RetryQuarantinedRequest\x1a&.ebb.admin.v1.RetryQuarantinedResponse\x12L\n" +
+	"\tPauseSync\x12\x1e.ebb.admin.v1.PauseSyncRequest\x1a\x1f.ebb.admin.v1.PauseSyncResponse\x12O\n" +
+	"\n" +
+	"ResumeSync\x12\x1f.ebb.admin.v1.ResumeSyncRequest\x1a .ebb.admin.v1.ResumeSyncResponse\x12L\n" +
+	"\tCancelRun\x12\x1e.ebb.admin.v1.CancelRunRequest\x1a\x1f.ebb.admin.v1.CancelRunResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_ebb_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3043,7 +3356,7 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Source)(nil),                    // 0: ebb.admin.v1.Source
 	(*Destination)(nil),               // 1: ebb.admin.v1.Destination
@@ -3100,14 +3413,20 @@ var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*ListQuarantineResponse)(nil),    // 52: ebb.admin.v1.ListQuarantineResponse
 	(*RetryQuarantinedRequest)(nil),   // 53: ebb.admin.v1.RetryQuarantinedRequest
 	(*RetryQuarantinedResponse)(nil),  // 54: ebb.admin.v1.RetryQuarantinedResponse
-	(*structpb.Struct)(nil),           // 55: google.protobuf.Struct
-	(*structpb.Value)(nil),            // 56: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),     // 57: google.protobuf.Timestamp
+	(*PauseSyncRequest)(nil),          // 55: ebb.admin.v1.PauseSyncRequest
+	(*PauseSyncResponse)(nil),         // 56: ebb.admin.v1.PauseSyncResponse
+	(*ResumeSyncRequest)(nil),         // 57: ebb.admin.v1.ResumeSyncRequest
+	(*ResumeSyncResponse)(nil),        // 58: ebb.admin.v1.ResumeSyncResponse
+	(*CancelRunRequest)(nil),          // 59: ebb.admin.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),         // 60: ebb.admin.v1.CancelRunResponse
+	(*structpb.Struct)(nil),           // 61: google.protobuf.Struct
+	(*structpb.Value)(nil),            // 62: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	55, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	55, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	56, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	61, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	61, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	62, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
 	2,  // 3: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
 	3,  // 4: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
 	0,  // 5: ebb.admin.v1.CreateSourceRequest.source:type_name -> ebb.admin.v1.Source
@@ -3140,61 +3459,70 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	48, // 32: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
 	48, // 33: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
 	48, // 34: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	57, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	57, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	57, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	57, // 38: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	63, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	63, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	63, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	63, // 38: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
 	51, // 39: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
 	49, // 40: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
-	5,  // 41: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	7,  // 42: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	9,  // 43: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	11, // 44: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	13, // 45: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	15, // 46: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	17, // 47: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	19, // 48: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	21, // 49: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	23, // 50: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	25, // 51: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	27, // 52: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	29, // 53: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	31, // 54: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	33, // 55: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	35, // 56: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	38, // 57: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	40, // 58: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	42, // 59: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	44, // 60: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	50, // 61: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
-	53, // 62: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
-	6,  // 63: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	8,  // 64: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	10, // 65: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	12, // 66: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	14, // 67: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	16, // 68: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	18, // 69: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	20, // 70: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	22, // 71: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	24, // 72: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	26, // 73: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	28, // 74: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	30, // 75: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	32, // 76: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	34, // 77: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	37, // 78: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	39, // 79: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	41, // 80: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	43, // 81: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	46, // 82: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	52, // 83: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
-	54, // 84: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
-	63, // [63:85] is the sub-list for method output_type
-	41, // [41:63] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	49, // 41: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 42: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 43: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
+	5,  // 44: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	7,  // 45: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	9,  // 46: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	11, // 47: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	13, // 48: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	15, // 49: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	17, // 50: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	19, // 51: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	21, // 52: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	23, // 53: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	25, // 54: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	27, // 55: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	29, // 56: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	31, // 57: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	33, // 58: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	35, // 59: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	38, // 60: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	40, // 61: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	42, // 62: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	44, // 63: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	50, // 64: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	53, // 65: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	55, // 66: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
+	57, // 67: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
+	59, // 68: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
+	6,  // 69: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	8,  // 70: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	10, // 71: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	12, // 72: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	14, // 73: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	16, // 74: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	18, // 75: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	20, // 76: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	22, // 77: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	24, // 78: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	26, // 79: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	28, // 80: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	30, // 81: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	32, // 82: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	34, // 83: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	37, // 84: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	39, // 85: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	41, // 86: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	43, // 87: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	46, // 88: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	52, // 89: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	54, // 90: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	56, // 91: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
+	58, // 92: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
+	60, // 93: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
+	69, // [69:94] is the sub-list for method output_type
+	44, // [44:69] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -3208,7 +3536,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

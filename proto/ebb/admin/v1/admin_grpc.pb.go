@@ -41,6 +41,9 @@ const (
 	AdminService_ListFailures_FullMethodName      = "/ebb.admin.v1.AdminService/ListFailures"
 	AdminService_ListQuarantine_FullMethodName    = "/ebb.admin.v1.AdminService/ListQuarantine"
 	AdminService_RetryQuarantined_FullMethodName  = "/ebb.admin.v1.AdminService/RetryQuarantined"
+	AdminService_PauseSync_FullMethodName         = "/ebb.admin.v1.AdminService/PauseSync"
+	AdminService_ResumeSync_FullMethodName        = "/ebb.admin.v1.AdminService/ResumeSync"
+	AdminService_CancelRun_FullMethodName         = "/ebb.admin.v1.AdminService/CancelRun"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -97,6 +100,17 @@ type AdminServiceClient interface {
 	// RetryQuarantined releases quarantined records of a sync (all, or the
 	// one with key) and starts a run that sends them again.
 	RetryQuarantined(ctx context.Context, in *RetryQuarantinedRequest, opts ...grpc.CallOption) (*RetryQuarantinedResponse, error)
+	// PauseSync stops scheduling a sync and refuses manual runs of it; its
+	// active run, if any, stops at the next batch boundary (batches already
+	// sent to the destination finish). A run that is committing finishes.
+	PauseSync(ctx context.Context, in *PauseSyncRequest, opts ...grpc.CallOption) (*PauseSyncResponse, error)
+	// ResumeSync lets a paused sync be scheduled again and continues its
+	// paused run from its checkpoint.
+	ResumeSync(ctx context.Context, in *ResumeSyncRequest, opts ...grpc.CallOption) (*ResumeSyncResponse, error)
+	// CancelRun ends an active run without committing its snapshot: what it
+	// delivered is sent again by the next run. It fails with
+	// FAILED_PRECONDITION when the run is over or already committing.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
 }
 
 type adminServiceClient struct {
@@ -327,6 +341,36 @@ func (c *adminServiceClient) RetryQuarantined(ctx context.Context, in *RetryQuar
 	return out, nil
 }
 
+func (c *adminServiceClient) PauseSync(ctx context.Context, in *PauseSyncRequest, opts ...grpc.CallOption) (*PauseSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseSyncResponse)
+	err := c.cc.Invoke(ctx, AdminService_PauseSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResumeSync(ctx context.Context, in *ResumeSyncRequest, opts ...grpc.CallOption) (*ResumeSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeSyncResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, AdminService_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -381,6 +425,17 @@ type AdminServiceServer interface {
 	// RetryQuarantined releases quarantined records of a sync (all, or the
 	// one with key) and starts a run that sends them again.
 	RetryQuarantined(context.Context, *RetryQuarantinedRequest) (*RetryQuarantinedResponse, error)
+	// PauseSync stops scheduling a sync and refuses manual runs of it; its
+	// active run, if any, stops at the next batch boundary (batches already
+	// sent to the destination finish). A run that is committing finishes.
+	PauseSync(context.Context, *PauseSyncRequest) (*PauseSyncResponse, error)
+	// ResumeSync lets a paused sync be scheduled again and continues its
+	// paused run from its checkpoint.
+	ResumeSync(context.Context, *ResumeSyncRequest) (*ResumeSyncResponse, error)
+	// CancelRun ends an active run without committing its snapshot: what it
+	// delivered is sent again by the next run. It fails with
+	// FAILED_PRECONDITION when the run is over or already committing.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -456,6 +511,15 @@ func (UnimplementedAdminServiceServer) ListQuarantine(context.Context, *ListQuar
 }
 func (UnimplementedAdminServiceServer) RetryQuarantined(context.Context, *RetryQuarantinedRequest) (*RetryQuarantinedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryQuarantined not implemented")
+}
+func (UnimplementedAdminServiceServer) PauseSync(context.Context, *PauseSyncRequest) (*PauseSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseSync not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeSync(context.Context, *ResumeSyncRequest) (*ResumeSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeSync not implemented")
+}
+func (UnimplementedAdminServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -874,6 +938,60 @@ func _AdminService_RetryQuarantined_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PauseSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PauseSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PauseSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PauseSync(ctx, req.(*PauseSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResumeSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeSync(ctx, req.(*ResumeSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -968,6 +1086,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryQuarantined",
 			Handler:    _AdminService_RetryQuarantined_Handler,
+		},
+		{
+			MethodName: "PauseSync",
+			Handler:    _AdminService_PauseSync_Handler,
+		},
+		{
+			MethodName: "ResumeSync",
+			Handler:    _AdminService_ResumeSync_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _AdminService_CancelRun_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -173,3 +173,12 @@ func (r *ListQuarantineRequest) Validate() error { return checkName("sync", r.Ge
 
 // Validate checks the request.
 func (r *RetryQuarantinedRequest) Validate() error { return checkName("sync", r.GetSync()) }
+
+// Validate checks the request.
+func (r *PauseSyncRequest) Validate() error { return checkName("sync", r.GetSync()) }
+
+// Validate checks the request.
+func (r *ResumeSyncRequest) Validate() error { return checkName("sync", r.GetSync()) }
+
+// Validate checks the request.
+func (r *CancelRunRequest) Validate() error { return checkRunID("run_id", r.GetRunId()) }

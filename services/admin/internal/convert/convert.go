@@ -201,6 +201,7 @@ func RunToPB(r *run.Run) *adminv1.Run {
 		Deletes:     outcomeToPB(r.Deletes),
 		Extracted:   r.Extracted,
 		Quarantined: r.Quarantined,
+		PausedFrom:  string(r.PausedFrom),
 		CreatedAt:   timestamp(r.CreatedAt),
 		StartedAt:   timestamp(r.StartedAt),
 		FinishedAt:  timestamp(r.FinishedAt),

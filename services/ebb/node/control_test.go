@@ -1,0 +1,146 @@
+package node_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebb-etl/ebb/libs/capture"
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/run"
+)
+
+// slowConfig delivers 50 records a request on two lanes, one request at a
+// time each, so a run of a few thousand rows takes seconds.
+func slowConfig(p *pg, url string) config.File {
+	f := pipelineConfig(p, config.ModeMirror, url)
+	f.Destinations[0].Config = map[string]any{"url": url, "batch_size": 50, "partitions": 2, "ack_window": 1}
+	return f
+}
+
+// requireEachOnce checks every model row reached the sink exactly once.
+func requireEachOnce(t *testing.T, p *pg, s *capture.Server) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, rec := range s.Records() {
+		seen[capture.KeyString(rec.Key)]++
+	}
+	for k, n := range seen {
+		require.Equal(t, 1, n, "key %s arrived %d times", k, n)
+	}
+	require.Equal(t, modelRows(p), withoutTimestamps(s.State()))
+}
+
+func TestPauseMidDeliveryThenResume(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 3000)
+	s, url := sink(t)
+	s.SetLatency(150 * time.Millisecond)
+	e := startEnv(t)
+	e.apply(slowConfig(p, url))
+	ctx := t.Context()
+
+	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(s.Records()) >= 300 }, time.Minute, 20*time.Millisecond)
+	paused, err := run.PauseSync(ctx, e.plane.State, e.plane.Runs, "customers")
+	require.NoError(t, err)
+	require.Equal(t, run.Paused, paused.State)
+	require.Equal(t, run.Delivering, paused.PausedFrom)
+
+	// Requests in flight when the pause lands finish; then nothing more.
+	settled := waitSettled(t, s)
+	require.Never(t, func() bool { return len(s.Records()) > settled }, 3*time.Second, 100*time.Millisecond,
+		"records kept arriving during the pause")
+	require.Less(t, settled, 3000, "the run was paused before it finished")
+	_, err = run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	require.ErrorIs(t, err, run.ErrActive, "a paused run still holds its sync")
+
+	s.SetLatency(0)
+	resumed, err := run.ResumeSync(ctx, e.plane.JS, e.plane.State, e.plane.Runs, "customers")
+	require.NoError(t, err)
+	require.Equal(t, run.Delivering, resumed.State)
+	done := e.waitRun(r, time.Minute)
+	require.Equal(t, run.Succeeded, done.State, done.Error)
+	require.EqualValues(t, 3000, done.Adds.Delivered)
+	requireEachOnce(t, p, s)
+}
+
+// waitSettled waits until the sink's record count stops moving and returns it.
+func waitSettled(t *testing.T, s *capture.Server) int {
+	t.Helper()
+	last := -1
+	require.Eventually(t, func() bool {
+		n := len(s.Records())
+		stable := n == last
+		last = n
+		return stable
+	}, 30*time.Second, 1500*time.Millisecond)
+	return last
+}
+
+func TestPauseBeforeDiffThenResume(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 3000)
+	s, url := sink(t)
+	s.SetLatency(100 * time.Millisecond)
+	e := startEnv(t)
+	f := slowConfig(p, url)
+	e.apply(f)
+	ctx := t.Context()
+
+	// Paused before the differ picks it up: the run waits in pending.
+	_, err := run.PauseSync(ctx, e.plane.State, e.plane.Runs, "customers")
+	require.NoError(t, err)
+	r, err := e.plane.Runs.Create(ctx, "customers", "manual")
+	require.NoError(t, err)
+	paused, err := run.PauseSync(ctx, e.plane.State, e.plane.Runs, "customers")
+	require.NoError(t, err)
+	require.Equal(t, run.Pending, paused.PausedFrom)
+	require.NoError(t, run.Announce(ctx, e.plane.JS, "ebb.run.requested.customers", r.ID, "customers", "requested"))
+	require.Never(t, func() bool {
+		got, err := e.plane.Runs.Get(ctx, "customers", r.ID)
+		require.NoError(t, err)
+		return got.State != run.Paused || len(s.Records()) > 0
+	}, 2*time.Second, 100*time.Millisecond, "a paused run moved")
+
+	_, err = run.ResumeSync(ctx, e.plane.JS, e.plane.State, e.plane.Runs, "customers")
+	require.NoError(t, err)
+	done := e.waitRun(r, time.Minute)
+	require.Equal(t, run.Succeeded, done.State, done.Error)
+	requireEachOnce(t, p, s)
+}
+
+func TestCancelStopsDeliveryAndKeepsSnapshot(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 3000)
+	s, url := sink(t)
+	s.SetLatency(150 * time.Millisecond)
+	e := startEnv(t)
+	e.apply(slowConfig(p, url))
+	ctx := t.Context()
+
+	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(s.Records()) >= 200 }, time.Minute, 20*time.Millisecond)
+	cancelled, err := run.Cancel(ctx, e.plane.Runs, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, run.Cancelled, cancelled.State)
+	_, err = run.Cancel(ctx, e.plane.Runs, r.ID)
+	require.ErrorIs(t, err, run.ErrNotActive)
+
+	settled := waitSettled(t, s)
+	require.Less(t, settled, 3000, "delivery stopped after the cancel")
+	got, err := e.plane.Runs.Get(ctx, "customers", r.ID)
+	require.NoError(t, err)
+	require.Equal(t, run.Cancelled, got.State, "nothing moved the cancelled run on")
+
+	// The snapshot did not move: the next run sends every row again, and
+	// the destination ends equal to the model.
+	s.SetLatency(0)
+	next := e.runSync("customers")
+	require.Equal(t, run.Succeeded, next.State, next.Error)
+	require.EqualValues(t, 3000, next.Planned.Adds)
+	require.Equal(t, modelRows(p), withoutTimestamps(s.State()))
+}
