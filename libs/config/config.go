@@ -76,6 +76,8 @@ type Sync struct {
 	// 0 means the default (DefaultQuarantineAfter); a negative value never
 	// quarantines.
 	QuarantineAfter int `json:"quarantine_after,omitempty" yaml:"quarantine_after"`
+	// Safety stops a run for approval before it sends an unusual change.
+	Safety Safety `json:"safety,omitzero" yaml:"safety"`
 }
 
 // DefaultQuarantineAfter is the default of Sync.QuarantineAfter.
@@ -214,6 +216,9 @@ func (s Sync) Validate() error {
 			return fieldErr(r, "mode", "is required (known: %s)", strings.Join(known, ", "))
 		}
 		return fieldErr(r, "mode", "unknown mode %q (known: %s)", s.Mode, strings.Join(known, ", "))
+	}
+	if err := s.Safety.validate(r); err != nil {
+		return err
 	}
 	for i, m := range s.Mapping {
 		path := fmt.Sprintf("mapping[%d]", i)

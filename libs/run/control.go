@@ -121,3 +121,22 @@ func Cancel(ctx context.Context, store *Store, id string) (*Run, error) {
 		return nil
 	})
 }
+
+// Approve lets a run stopped by a safety check go on to extraction.
+func Approve(ctx context.Context, js jetstream.JetStream, store *Store, id string) (*Run, error) {
+	r, err := store.Find(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err = store.Update(ctx, r.Sync, id, func(r *Run) error {
+		if r.State != AwaitingApproval {
+			return fmt.Errorf("run %s is %s, not awaiting approval: %w", id, r.State, ErrNotActive)
+		}
+		r.State, r.ApprovedAt = Extracting, time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	return r, Announce(ctx, js, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed/approved")
+}

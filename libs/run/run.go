@@ -25,6 +25,9 @@ const (
 	// Paused: stages stop at their next batch boundary until resumed;
 	// PausedFrom remembers the state to return to.
 	Paused State = "paused"
+	// AwaitingApproval: the diff tripped a safety stop (see config.Safety);
+	// nothing is sent until `ebb runs approve` or a cancel.
+	AwaitingApproval State = "awaiting_approval"
 )
 
 // Terminal reports whether a run in state s is over.
@@ -59,6 +62,10 @@ type Run struct {
 	Resumes int    `json:"resumes,omitempty"`
 	Trigger string `json:"trigger"`
 	Error   string `json:"error,omitempty"`
+	// SafetyStop says why the run waits for approval, and stays on an
+	// approved run for the record.
+	SafetyStop string    `json:"safety_stop,omitempty"`
+	ApprovedAt time.Time `json:"approved_at,omitzero"`
 
 	// ModelRows is the number of rows the model returned.
 	ModelRows int64   `json:"model_rows"`

@@ -64,6 +64,16 @@ func (s *server) CancelRun(ctx context.Context, req *adminv1.CancelRunRequest) (
 	return &adminv1.CancelRunResponse{Run: convert.RunToPB(r)}, nil
 }
 
+// ApproveRun implements AdminService.
+func (s *server) ApproveRun(ctx context.Context, req *adminv1.ApproveRunRequest) (*adminv1.ApproveRunResponse, error) {
+	r, err := run.Approve(ctx, s.d.JS, s.d.Runs, req.GetRunId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("safety_stop", r.SafetyStop).Msg("run approved")
+	return &adminv1.ApproveRunResponse{Run: convert.RunToPB(r)}, nil
+}
+
 // deleteRunObjects removes what a cancelled run's diff wrote: nothing will
 // commit or read it. (A run cancelled while diffing has none yet; its
 // differ deletes what it writes when it sees the cancellation.)

@@ -45,6 +45,8 @@ func TestPauseResumeCancel(t *testing.T) {
 	requireCode(t, err, codes.NotFound)
 	_, err = c.CancelRun(ctx, &adminv1.CancelRunRequest{RunId: "bad id"})
 	requireCode(t, err, codes.InvalidArgument, "run_id")
+	_, err = c.ApproveRun(ctx, &adminv1.ApproveRunRequest{RunId: id})
+	requireCode(t, err, codes.FailedPrecondition, "not awaiting approval")
 
 	// A paused sync refuses manual runs until resumed.
 	_, err = c.PauseSync(ctx, &adminv1.PauseSyncRequest{Sync: "s1"})

@@ -149,12 +149,21 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 		}
 		return s.fail(ctx, log, r, err)
 	}
+	prev, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
+	if err != nil {
+		return err
+	}
+	next, stop := run.Extracting, plan.sync.Safety.Check(prev.Rows, stats.Deletes, stats.Changes)
+	if stop != "" {
+		next = run.AwaitingApproval
+	}
 	advanced := false
 	r, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
 		// A run paused meanwhile stays paused, ready to extract on resume.
-		if advanced = r.Advance(run.Diffing, run.Extracting); !advanced {
+		if advanced = r.Advance(run.Diffing, next); !advanced {
 			return run.ErrSkip
 		}
+		r.SafetyStop = stop
 		r.Spec = plan.sync
 		r.Partitions = plan.delivery.Partitions
 		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
@@ -177,6 +186,10 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 		Int64("deletes", stats.Deletes).Msg("diffed")
 	if r.Planned.Total() == 0 {
 		return s.commit(ctx, log, r)
+	}
+	if r.Phase() == run.AwaitingApproval {
+		log.Warn().Str("reason", stop).Msg("safety stop: the run waits for approval (ebb runs approve) before sending anything")
+		return nil
 	}
 	if r.State == run.Paused {
 		return nil

@@ -73,3 +73,23 @@ func runsCancelCmd(g *Globals) *cobra.Command {
 		},
 	}
 }
+
+func runsApproveCmd(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "approve RUN_ID",
+		Short: "Let a run stopped by a safety check send its changes",
+		Long: "approve lets a run in state awaiting_approval (its planned deletes or changes were an unusual " +
+			"share of the snapshot; `ebb runs get` says which) go on. `ebb runs cancel` drops it instead.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, func(c *client) error {
+				resp, err := c.ApproveRun(cmd.Context(), &adminv1.ApproveRunRequest{RunId: args[0]})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "approved run %s of sync %s\n", resp.GetRun().GetId(), resp.GetRun().GetSync())
+				return err
+			})
+		},
+	}
+}

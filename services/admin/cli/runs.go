@@ -12,7 +12,7 @@ import (
 
 func runsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "runs", Aliases: []string{"run"}, Short: "Inspect runs"}
-	cmd.AddCommand(runsListCmd(g), runsGetCmd(g), runsFailuresCmd(g), runsCancelCmd(g))
+	cmd.AddCommand(runsListCmd(g), runsGetCmd(g), runsFailuresCmd(g), runsCancelCmd(g), runsApproveCmd(g))
 	return cmd
 }
 
@@ -82,6 +82,7 @@ func runsGetCmd(g *Globals) *cobra.Command {
 					"state", state(r),
 					"trigger", r.GetTrigger(),
 					"error", orDash(r.GetError()),
+					"safety stop", orDash(r.GetSafetyStop()),
 					"model rows", itoa(r.GetModelRows()),
 					"extracted", itoa(r.GetExtracted()),
 					"adds", counts(r.GetAdds(), p.GetAdds()),

@@ -144,3 +144,48 @@ func TestCancelStopsDeliveryAndKeepsSnapshot(t *testing.T) {
 	require.EqualValues(t, 3000, next.Planned.Adds)
 	require.Equal(t, modelRows(p), withoutTimestamps(s.State()))
 }
+
+func TestEmptyModelStopsBeforeAnyDelete(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 1000)
+	s, url := sink(t)
+	e := startEnv(t)
+	e.apply(pipelineConfig(p, config.ModeMirror, url))
+	ctx := t.Context()
+	require.Equal(t, run.Succeeded, e.runSync("customers").State)
+
+	// A model bug: the model suddenly returns nothing.
+	p.exec(`DELETE FROM $S.customers`)
+	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	require.NoError(t, err)
+	var stopped *run.Run
+	require.Eventually(t, func() bool {
+		stopped, err = e.plane.Runs.Get(ctx, "customers", r.ID)
+		require.NoError(t, err)
+		return stopped.State == run.AwaitingApproval
+	}, time.Minute, 20*time.Millisecond)
+	require.Contains(t, stopped.SafetyStop, "planned deletes are 1000 of 1000 rows")
+	require.EqualValues(t, 1000, stopped.Planned.Deletes)
+	require.Never(t, func() bool { return opsOf(s.Records(), r.ID)["delete"] > 0 }, 2*time.Second, 100*time.Millisecond,
+		"a delete was sent before approval")
+
+	// Cancelling drops it and keeps the snapshot: the next run stops again.
+	_, err = run.Cancel(ctx, e.plane.Runs, r.ID)
+	require.NoError(t, err)
+	again, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := e.plane.Runs.Get(ctx, "customers", again.ID)
+		require.NoError(t, err)
+		return got.State == run.AwaitingApproval
+	}, time.Minute, 20*time.Millisecond)
+
+	// Approved, it sends every delete.
+	_, err = run.Approve(ctx, e.plane.JS, e.plane.Runs, again.ID)
+	require.NoError(t, err)
+	done := e.waitRun(again, time.Minute)
+	require.Equal(t, run.Succeeded, done.State, done.Error)
+	require.EqualValues(t, 1000, done.Deletes.Delivered)
+	require.False(t, done.ApprovedAt.IsZero())
+	require.Empty(t, s.State())
+}

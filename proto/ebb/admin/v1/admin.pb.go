@@ -2434,7 +2434,10 @@ type Run struct {
 	// quarantined counts changes not sent because their record is quarantined.
 	Quarantined int64 `protobuf:"varint,15,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	// paused_from is the state a paused run resumes in.
-	PausedFrom    string `protobuf:"bytes,16,opt,name=paused_from,json=pausedFrom,proto3" json:"paused_from,omitempty"`
+	PausedFrom string `protobuf:"bytes,16,opt,name=paused_from,json=pausedFrom,proto3" json:"paused_from,omitempty"`
+	// safety_stop says why the run waits (or waited) for approval.
+	SafetyStop    string                 `protobuf:"bytes,17,opt,name=safety_stop,json=safetyStop,proto3" json:"safety_stop,omitempty"`
+	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2579,6 +2582,20 @@ func (x *Run) GetPausedFrom() string {
 		return x.PausedFrom
 	}
 	return ""
+}
+
+func (x *Run) GetSafetyStop() string {
+	if x != nil {
+		return x.SafetyStop
+	}
+	return ""
+}
+
+func (x *Run) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
 }
 
 type ListQuarantineRequest struct {
@@ -3130,6 +3147,94 @@ func (x *CancelRunResponse) GetRun() *Run {
 	return nil
 }
 
+type ApproveRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRunRequest) Reset() {
+	*x = ApproveRunRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRunRequest) ProtoMessage() {}
+
+func (x *ApproveRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRunRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRunRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ApproveRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type ApproveRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRunResponse) Reset() {
+	*x = ApproveRunResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRunResponse) ProtoMessage() {}
+
+func (x *ApproveRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRunResponse.ProtoReflect.Descriptor instead.
+func (*ApproveRunResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ApproveRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 var File_ebb_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ebb_admin_v1_admin_proto_rawDesc = "" +
@@ -3258,7 +3363,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aOutcome\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x03R\tdelivered\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
-	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xe0\x04\n" +
+	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xbe\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -3281,7 +3386,11 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"finishedAt\x12 \n" +
 	"\vquarantined\x18\x0f \x01(\x03R\vquarantined\x12\x1f\n" +
 	"\vpaused_from\x18\x10 \x01(\tR\n" +
-	"pausedFrom\"+\n" +
+	"pausedFrom\x12\x1f\n" +
+	"\vsafety_stop\x18\x11 \x01(\tR\n" +
+	"safetyStop\x12;\n" +
+	"\vapproved_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\"+\n" +
 	"\x15ListQuarantineRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\"\xce\x01\n" +
 	"\x0fQuarantineEntry\x12\x10\n" +
@@ -3311,7 +3420,11 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x10CancelRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"8\n" +
 	"\x11CancelRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xd7\x10\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"*\n" +
+	"\x11ApproveRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n" +
+	"\x12ApproveRunResponse\x12#\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xa8\x11\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -3342,7 +3455,9 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\tPauseSync\x12\x1e.ebb.admin.v1.PauseSyncRequest\x1a\x1f.ebb.admin.v1.PauseSyncResponse\x12O\n" +
 	"\n" +
 	"ResumeSync\x12\x1f.ebb.admin.v1.ResumeSyncRequest\x1a .ebb.admin.v1.ResumeSyncResponse\x12L\n" +
-	"\tCancelRun\x12\x1e.ebb.admin.v1.CancelRunRequest\x1a\x1f.ebb.admin.v1.CancelRunResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
+	"\tCancelRun\x12\x1e.ebb.admin.v1.CancelRunRequest\x1a\x1f.ebb.admin.v1.CancelRunResponse\x12O\n" +
+	"\n" +
+	"ApproveRun\x12\x1f.ebb.admin.v1.ApproveRunRequest\x1a .ebb.admin.v1.ApproveRunResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_ebb_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3356,7 +3471,7 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Source)(nil),                    // 0: ebb.admin.v1.Source
 	(*Destination)(nil),               // 1: ebb.admin.v1.Destination
@@ -3419,14 +3534,16 @@ var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*ResumeSyncResponse)(nil),        // 58: ebb.admin.v1.ResumeSyncResponse
 	(*CancelRunRequest)(nil),          // 59: ebb.admin.v1.CancelRunRequest
 	(*CancelRunResponse)(nil),         // 60: ebb.admin.v1.CancelRunResponse
-	(*structpb.Struct)(nil),           // 61: google.protobuf.Struct
-	(*structpb.Value)(nil),            // 62: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
+	(*ApproveRunRequest)(nil),         // 61: ebb.admin.v1.ApproveRunRequest
+	(*ApproveRunResponse)(nil),        // 62: ebb.admin.v1.ApproveRunResponse
+	(*structpb.Struct)(nil),           // 63: google.protobuf.Struct
+	(*structpb.Value)(nil),            // 64: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),     // 65: google.protobuf.Timestamp
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	61, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	61, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	62, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	63, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	63, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	64, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
 	2,  // 3: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
 	3,  // 4: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
 	0,  // 5: ebb.admin.v1.CreateSourceRequest.source:type_name -> ebb.admin.v1.Source
@@ -3459,70 +3576,74 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	48, // 32: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
 	48, // 33: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
 	48, // 34: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	63, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	63, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	63, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	63, // 38: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
-	51, // 39: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
-	49, // 40: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 41: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 42: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 43: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
-	5,  // 44: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	7,  // 45: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	9,  // 46: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	11, // 47: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	13, // 48: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	15, // 49: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	17, // 50: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	19, // 51: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	21, // 52: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	23, // 53: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	25, // 54: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	27, // 55: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	29, // 56: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	31, // 57: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	33, // 58: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	35, // 59: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	38, // 60: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	40, // 61: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	42, // 62: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	44, // 63: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	50, // 64: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
-	53, // 65: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
-	55, // 66: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
-	57, // 67: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
-	59, // 68: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
-	6,  // 69: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	8,  // 70: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	10, // 71: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	12, // 72: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	14, // 73: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	16, // 74: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	18, // 75: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	20, // 76: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	22, // 77: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	24, // 78: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	26, // 79: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	28, // 80: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	30, // 81: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	32, // 82: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	34, // 83: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	37, // 84: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	39, // 85: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	41, // 86: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	43, // 87: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	46, // 88: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	52, // 89: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
-	54, // 90: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
-	56, // 91: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
-	58, // 92: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
-	60, // 93: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
-	69, // [69:94] is the sub-list for method output_type
-	44, // [44:69] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	65, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	65, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	65, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	65, // 38: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
+	65, // 39: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	51, // 40: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
+	49, // 41: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 42: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 43: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 44: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
+	49, // 45: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
+	5,  // 46: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	7,  // 47: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	9,  // 48: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	11, // 49: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	13, // 50: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	15, // 51: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	17, // 52: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	19, // 53: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	21, // 54: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	23, // 55: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	25, // 56: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	27, // 57: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	29, // 58: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	31, // 59: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	33, // 60: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	35, // 61: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	38, // 62: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	40, // 63: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	42, // 64: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	44, // 65: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	50, // 66: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	53, // 67: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	55, // 68: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
+	57, // 69: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
+	59, // 70: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
+	61, // 71: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
+	6,  // 72: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	8,  // 73: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	10, // 74: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	12, // 75: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	14, // 76: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	16, // 77: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	18, // 78: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	20, // 79: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	22, // 80: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	24, // 81: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	26, // 82: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	28, // 83: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	30, // 84: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	32, // 85: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	34, // 86: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	37, // 87: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	39, // 88: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	41, // 89: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	43, // 90: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	46, // 91: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	52, // 92: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	54, // 93: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	56, // 94: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
+	58, // 95: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
+	60, // 96: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
+	62, // 97: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
+	72, // [72:98] is the sub-list for method output_type
+	46, // [46:72] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -3536,7 +3657,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	AdminService_PauseSync_FullMethodName         = "/ebb.admin.v1.AdminService/PauseSync"
 	AdminService_ResumeSync_FullMethodName        = "/ebb.admin.v1.AdminService/ResumeSync"
 	AdminService_CancelRun_FullMethodName         = "/ebb.admin.v1.AdminService/CancelRun"
+	AdminService_ApproveRun_FullMethodName        = "/ebb.admin.v1.AdminService/ApproveRun"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -111,6 +112,9 @@ type AdminServiceClient interface {
 	// delivered is sent again by the next run. It fails with
 	// FAILED_PRECONDITION when the run is over or already committing.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// ApproveRun lets a run stopped by a safety check (state
+	// awaiting_approval, reason in safety_stop) go on and send its changes.
+	ApproveRun(ctx context.Context, in *ApproveRunRequest, opts ...grpc.CallOption) (*ApproveRunResponse, error)
 }
 
 type adminServiceClient struct {
@@ -371,6 +375,16 @@ func (c *adminServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) ApproveRun(ctx context.Context, in *ApproveRunRequest, opts ...grpc.CallOption) (*ApproveRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveRunResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -436,6 +450,9 @@ type AdminServiceServer interface {
 	// delivered is sent again by the next run. It fails with
 	// FAILED_PRECONDITION when the run is over or already committing.
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// ApproveRun lets a run stopped by a safety check (state
+	// awaiting_approval, reason in safety_stop) go on and send its changes.
+	ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -520,6 +537,9 @@ func (UnimplementedAdminServiceServer) ResumeSync(context.Context, *ResumeSyncRe
 }
 func (UnimplementedAdminServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedAdminServiceServer) ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveRun not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -992,6 +1012,24 @@ func _AdminService_CancelRun_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ApproveRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApproveRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApproveRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApproveRun(ctx, req.(*ApproveRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1098,6 +1136,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelRun",
 			Handler:    _AdminService_CancelRun_Handler,
+		},
+		{
+			MethodName: "ApproveRun",
+			Handler:    _AdminService_ApproveRun_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

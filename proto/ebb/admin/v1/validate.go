@@ -182,3 +182,6 @@ func (r *ResumeSyncRequest) Validate() error { return checkName("sync", r.GetSyn
 
 // Validate checks the request.
 func (r *CancelRunRequest) Validate() error { return checkRunID("run_id", r.GetRunId()) }
+
+// Validate checks the request.
+func (r *ApproveRunRequest) Validate() error { return checkRunID("run_id", r.GetRunId()) }

@@ -202,6 +202,8 @@ func RunToPB(r *run.Run) *adminv1.Run {
 		Extracted:   r.Extracted,
 		Quarantined: r.Quarantined,
 		PausedFrom:  string(r.PausedFrom),
+		SafetyStop:  r.SafetyStop,
+		ApprovedAt:  timestamp(r.ApprovedAt),
 		CreatedAt:   timestamp(r.CreatedAt),
 		StartedAt:   timestamp(r.StartedAt),
 		FinishedAt:  timestamp(r.FinishedAt),
