@@ -29,7 +29,7 @@ var Modes = []Mode{ModeUpsert, ModeUpdate, ModeInsert, ModeMirror, ModeAll}
 // so validation does not have to link every driver.
 var (
 	SourceTypes      = []string{"duckdb", "postgres"}
-	DestinationTypes = []string{"postgres", "webhook"}
+	DestinationTypes = []string{"amplitude", "braze", "hubspot", "mixpanel", "nats", "postgres", "salesforce", "segment", "slack", "webhook"}
 )
 
 // Source is a warehouse connection.

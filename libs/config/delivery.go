@@ -44,10 +44,56 @@ const (
 	DefaultBackoff    = 500 * time.Millisecond
 )
 
-// Delivery reads the delivery settings from the destination's config.
+// TypeLimits are a destination type's delivery defaults: its API's
+// documented batch limit and rate limit, so a destination configured with
+// nothing but credentials stays within what its API accepts.
+type TypeLimits struct {
+	BatchSize int
+	// MaxBatchSize is the most records the API takes in one request; a
+	// larger batch_size is a config error. 0: no limit beyond 10000.
+	MaxBatchSize      int
+	RequestsPerSecond float64
+	Burst             int
+	Concurrency       int
+}
+
+// typeLimits holds the types whose APIs document limits; the others get
+// the general defaults and no rate limit until they answer 429.
+var typeLimits = map[string]TypeLimits{
+	// Segment: no hard limit, but asks to be told before going over 500
+	// requests/s; the 500KB/32KB byte limits are enforced by the sender.
+	"segment": {BatchSize: 100, RequestsPerSecond: 500, Burst: 50},
+	// HubSpot private apps: 100 requests per 10 s; 100 inputs per batch.
+	"hubspot": {BatchSize: 100, MaxBatchSize: 100, RequestsPerSecond: 10, Burst: 10},
+	// Salesforce counts requests per day, not per second, and allows 25
+	// long-running requests at once; sObject collections take 200 records.
+	"salesforce": {BatchSize: 200, MaxBatchSize: 200, Concurrency: 25},
+	// Braze /users/track: 3,000 requests per 3 s, 75 attributes each.
+	"braze": {BatchSize: 75, MaxBatchSize: 75, RequestsPerSecond: 1000, Burst: 100},
+	// Mixpanel: 2000 profile updates per request; ~30k per second ingested.
+	"mixpanel": {BatchSize: 2000, MaxBatchSize: 2000, RequestsPerSecond: 15, Burst: 5},
+	// Amplitude HTTP V2 guidance, which the Identify API follows: at most
+	// 2000 per request and 100 requests per second.
+	"amplitude": {BatchSize: 1000, MaxBatchSize: 2000, RequestsPerSecond: 100, Burst: 10},
+	// Slack incoming webhooks: one message per request, one per second.
+	"slack": {BatchSize: 1, MaxBatchSize: 1, RequestsPerSecond: 1, Burst: 1},
+}
+
+// Limits returns the delivery defaults of a destination type.
+func Limits(destType string) TypeLimits {
+	l, ok := typeLimits[destType]
+	if !ok {
+		return TypeLimits{BatchSize: DefaultBatchSize}
+	}
+	return l
+}
+
+// Delivery reads the delivery settings from the destination's config, with
+// its type's defaults (see Limits).
 func (d Destination) Delivery() (DeliveryOptions, error) {
+	lim := Limits(d.Type)
 	o := DeliveryOptions{
-		BatchSize:    DefaultBatchSize,
+		BatchSize:    lim.BatchSize,
 		Partitions:   DefaultPartitions,
 		AckWindow:    DefaultAckWindow,
 		Timeout:      DefaultTimeout,
@@ -55,8 +101,12 @@ func (d Destination) Delivery() (DeliveryOptions, error) {
 		MaxAttempts:  DefaultAttempts,
 		RetryBackoff: DefaultBackoff,
 	}
+	maxBatch := 10000
+	if lim.MaxBatchSize > 0 {
+		maxBatch = lim.MaxBatchSize
+	}
 	var err error
-	if o.BatchSize, err = intField(d.Config, "batch_size", o.BatchSize, 1, 10000); err != nil {
+	if o.BatchSize, err = intField(d.Config, "batch_size", o.BatchSize, 1, maxBatch); err != nil {
 		return o, err
 	}
 	if o.Partitions, err = intField(d.Config, "partitions", o.Partitions, 1, 64); err != nil {
@@ -77,21 +127,21 @@ func (d Destination) Delivery() (DeliveryOptions, error) {
 	if o.MaxAttempts, err = intField(d.Config, "max_attempts", o.MaxAttempts, 1, 1000); err != nil {
 		return o, err
 	}
-	if o.Burst, err = intField(d.Config, "burst", 1, 1, 100000); err != nil {
+	if o.Burst, err = intField(d.Config, "burst", max(lim.Burst, 1), 1, 100000); err != nil {
 		return o, err
 	}
-	if o.Concurrency, err = intField(d.Config, "concurrency", 0, 0, 100000); err != nil {
+	if o.Concurrency, err = intField(d.Config, "concurrency", lim.Concurrency, 0, 100000); err != nil {
 		return o, err
 	}
-	o.RequestsPerSecond, err = rateField(d.Config, "requests_per_second")
+	o.RequestsPerSecond, err = rateField(d.Config, "requests_per_second", lim.RequestsPerSecond)
 	return o, err
 }
 
-func rateField(cfg map[string]any, name string) (float64, error) {
+func rateField(cfg map[string]any, name string, def float64) (float64, error) {
 	var r float64
 	switch x := cfg[name].(type) {
 	case nil:
-		return 0, nil
+		return def, nil
 	case int:
 		r = float64(x)
 	case int64:

@@ -10,8 +10,17 @@ import (
 
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/destination"
+	"github.com/ebb-etl/ebb/libs/destination/amplitude"
+	"github.com/ebb-etl/ebb/libs/destination/braze"
+	"github.com/ebb-etl/ebb/libs/destination/hubspot"
+	"github.com/ebb-etl/ebb/libs/destination/mixpanel"
+	natsdest "github.com/ebb-etl/ebb/libs/destination/nats"
 	"github.com/ebb-etl/ebb/libs/destination/postgres"
+	"github.com/ebb-etl/ebb/libs/destination/salesforce"
+	"github.com/ebb-etl/ebb/libs/destination/segment"
+	"github.com/ebb-etl/ebb/libs/destination/slack"
 	"github.com/ebb-etl/ebb/libs/destination/webhook"
+	"github.com/ebb-etl/ebb/libs/record"
 )
 
 type opener func(ctx context.Context, cfg map[string]any, opts config.DeliveryOptions) (destination.Destination, error)
@@ -23,6 +32,55 @@ var openers = map[string]opener{
 	"webhook": func(_ context.Context, cfg map[string]any, opts config.DeliveryOptions) (destination.Destination, error) {
 		return webhook.Open(cfg, opts)
 	},
+	"segment":    plain(segment.Open),
+	"hubspot":    plain(hubspot.Open),
+	"salesforce": plain(salesforce.Open),
+	"braze":      plain(braze.Open),
+	"mixpanel":   plain(mixpanel.Open),
+	"amplitude":  plain(amplitude.Open),
+	"slack":      plain(slack.Open),
+	"nats":       plain(natsdest.Open),
+}
+
+// plain adapts an Open that needs no context.
+func plain[D destination.Destination](open func(map[string]any, config.DeliveryOptions) (D, error)) opener {
+	return func(_ context.Context, cfg map[string]any, opts config.DeliveryOptions) (destination.Destination, error) {
+		d, err := open(cfg, opts)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+}
+
+// specs are the declared configs of the types that have one.
+var specs = map[string]destination.Spec{
+	"segment":    segment.Spec,
+	"hubspot":    hubspot.Spec,
+	"salesforce": salesforce.Spec,
+	"braze":      braze.Spec,
+	"mixpanel":   mixpanel.Spec,
+	"amplitude":  amplitude.Spec,
+	"slack":      slack.Spec,
+	"nats":       natsdest.Spec,
+}
+
+// Spec returns a type's declared config, if it has one.
+func Spec(destType string) (destination.Spec, bool) {
+	s, ok := specs[destType]
+	return s, ok
+}
+
+// CheckMode reports whether a sync in mode can write to a destination of
+// destType: a mirror sync sends deletes, which some APIs cannot take. Meant
+// for config validation (apply), so the sync is refused before it runs
+// rather than failing every deleted row.
+func CheckMode(destType string, mode config.Mode) error {
+	s, ok := specs[destType]
+	if !ok || mode != config.ModeMirror || s.Supports(record.OpDelete) {
+		return nil
+	}
+	return fmt.Errorf("destination type %s cannot delete records: use mode upsert, update, insert or all instead of mirror", destType)
 }
 
 // Types lists the destination types Open knows, sorted.

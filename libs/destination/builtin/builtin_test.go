@@ -48,16 +48,47 @@ func TestOpenWebhookExpandsEnv(t *testing.T) {
 
 func TestOpenErrorsNameTheDestination(t *testing.T) {
 	cases := map[string]config.Destination{
-		`destination "a": unknown type "kafka" (known: postgres, webhook)`: {Name: "a", Type: "kafka"},
-		`destination "b": config.batch_size`:                               {Name: "b", Type: "webhook", Config: map[string]any{"url": "http://h/", "batch_size": 0}},
+		`destination "a": unknown type "kafka" (known: amplitude, braze, hubspot, mixpanel, nats, postgres, salesforce, segment, slack, webhook)`: {Name: "a", Type: "kafka"},
+		`destination "b": config.batch_size`: {Name: "b", Type: "webhook", Config: map[string]any{"url": "http://h/", "batch_size": 0}},
 		`destination "c": config.secret: environment variable EBB_TEST_UNSET_VAR is not set`: {
 			Name: "c", Type: "webhook", Config: map[string]any{"url": "http://h/", "secret": "${EBB_TEST_UNSET_VAR}"}},
-		`destination "d": webhook config.url is required`:  {Name: "d", Type: "webhook"},
-		`destination "e": postgres config.dsn is required`: {Name: "e", Type: "postgres", Config: map[string]any{"table": "t"}},
+		`destination "d": webhook config.url is required`:   {Name: "d", Type: "webhook"},
+		`destination "e": postgres config.dsn is required`:  {Name: "e", Type: "postgres", Config: map[string]any{"table": "t"}},
+		`destination "f": hubspot config.token is required`: {Name: "f", Type: "hubspot", Config: map[string]any{"object": "contacts"}},
+		`destination "g": config.batch_size: 101 is out of range [1, 100]`: {
+			Name: "g", Type: "hubspot", Config: map[string]any{"token": "t", "object": "contacts", "id_property": "email", "batch_size": 101}},
 	}
 	for want, d := range cases {
 		_, err := builtin.Open(context.Background(), d)
 		require.Error(t, err, want)
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+func TestOpenEveryHTTPType(t *testing.T) {
+	cfgs := map[string]map[string]any{
+		"segment":    {"write_key": "k"},
+		"hubspot":    {"token": "t", "object": "contacts", "id_property": "email"},
+		"salesforce": {"instance_url": "https://acme.my.salesforce.com", "client_id": "c", "client_secret": "s", "sobject": "Contact", "external_id_field": "Ext__c"},
+		"braze":      {"endpoint": "https://rest.iad-01.braze.com", "api_key": "k"},
+		"mixpanel":   {"project_token": "t"},
+		"amplitude":  {"api_key": "k"},
+		"slack":      {"webhook_url": "https://hooks.slack.com/services/T/B/X", "text": "hi {{ key }}"},
+	}
+	for typ, cfg := range cfgs {
+		dst, err := builtin.Open(context.Background(), config.Destination{Name: "d", Type: typ, Config: cfg})
+		require.NoError(t, err, typ)
+		require.NoError(t, dst.Close())
+		_, ok := builtin.Spec(typ)
+		assert.True(t, ok, typ)
+	}
+}
+
+func TestCheckModeRefusesMirrorWithoutDeletes(t *testing.T) {
+	require.EqualError(t, builtin.CheckMode("amplitude", config.ModeMirror),
+		"destination type amplitude cannot delete records: use mode upsert, update, insert or all instead of mirror")
+	require.Error(t, builtin.CheckMode("segment", config.ModeMirror))
+	require.NoError(t, builtin.CheckMode("amplitude", config.ModeUpsert))
+	require.NoError(t, builtin.CheckMode("hubspot", config.ModeMirror))
+	require.NoError(t, builtin.CheckMode("webhook", config.ModeMirror))
 }
