@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ebb-etl/ebb/libs/metrics"
 )
 
 // ErrNotFound is returned for a run that does not exist.
@@ -44,7 +46,16 @@ func activeKey(sync string) string  { return "active." + sync }
 // Create claims the sync's active slot and stores a new pending run.
 func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) {
 	r := &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()}
-	if _, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID)); err != nil {
+	_, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// A crash between a run's final Update and the release of its slot
+		// leaves the slot naming a run that is over, which would refuse
+		// every later run of the sync: free such a slot and claim again.
+		if freed, ferr := s.releaseEnded(ctx, sync); ferr == nil && freed {
+			_, err = s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
+		}
+	}
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			active, _ := s.ActiveID(ctx, sync)
 			return nil, fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
@@ -179,12 +190,32 @@ func (s *Store) Update(ctx context.Context, sync, id string, fn func(*Run) error
 			return nil, fmt.Errorf("updating run %s: %w", id, err)
 		}
 		if r.State.Terminal() && !wasTerminal {
+			metrics.Runs.WithLabelValues(sync, string(r.State)).Inc()
+			metrics.RunSeconds.WithLabelValues(sync).Observe(r.FinishedAt.Sub(r.CreatedAt).Seconds())
 			if err := s.release(ctx, sync, id); err != nil {
 				return r, err
 			}
 		}
 		return r, nil
 	}
+}
+
+// releaseEnded frees the sync's active slot if the run it names is over,
+// and reports whether it did. The delete is compare-and-swap on the slot's
+// revision, so it never frees a slot claimed meanwhile.
+func (s *Store) releaseEnded(ctx context.Context, sync string) (bool, error) {
+	e, err := s.kv.Get(ctx, activeKey(sync))
+	if err != nil {
+		return false, err
+	}
+	r, _, err := s.get(ctx, sync, string(e.Value()))
+	if err != nil || !r.State.Terminal() {
+		return false, err
+	}
+	if err := s.kv.Delete(ctx, activeKey(sync), jetstream.LastRevision(e.Revision())); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // release frees the sync's active slot if this run holds it.

@@ -18,6 +18,9 @@ func (s *server) Apply(ctx context.Context, req *adminv1.ApplyRequest) (*adminv1
 	if err := desired.Validate(); err != nil {
 		return nil, invalid(err)
 	}
+	if err := checkCatalog(desired); err != nil {
+		return nil, invalid(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	current, err := s.d.Configs.Load(ctx)

@@ -59,3 +59,27 @@ func TestPauseResumeCancel(t *testing.T) {
 	_, err = c.TriggerRun(ctx, &adminv1.TriggerRunRequest{Sync: "s1"})
 	require.NoError(t, err)
 }
+
+func TestApplyChecksTheCatalog(t *testing.T) {
+	env := admintest.Start(t, "")
+	c := env.Client(t, "")
+	ctx := t.Context()
+	req := func(destCfg map[string]any, mode string) *adminv1.ApplyRequest {
+		s := sync("s1", "wh", "crm")
+		s.Mode = mode
+		return &adminv1.ApplyRequest{
+			Sources:      []*adminv1.Source{source(t, "wh")},
+			Destinations: []*adminv1.Destination{{Name: "crm", Type: "hubspot", Config: mustStruct(t, destCfg)}},
+			Syncs:        []*adminv1.Sync{s},
+		}
+	}
+	_, err := c.Apply(ctx, req(map[string]any{"object": "contacts"}, "upsert"))
+	requireCode(t, err, codes.InvalidArgument, `destination "crm"`, "hubspot config.token is required")
+	_, err = c.Apply(ctx, req(map[string]any{"token": "${HUBSPOT_TOKEN}", "object": "contacts", "id_property": "email", "id_field": "email"}, "upsert"))
+	require.NoError(t, err)
+
+	amp := req(map[string]any{"api_key": "${AMPLITUDE_KEY}"}, "mirror")
+	amp.Destinations[0].Type = "amplitude"
+	_, err = c.Apply(ctx, amp)
+	requireCode(t, err, codes.InvalidArgument, `sync "s1"`, "amplitude cannot delete records")
+}

@@ -138,6 +138,9 @@ func (s *server) putDestination(ctx context.Context, pb *adminv1.Destination, up
 	if err := dst.Validate(); err != nil {
 		return nil, invalid(err)
 	}
+	if err := checkDestination(dst); err != nil {
+		return nil, invalid(err)
+	}
 	if err := s.write(ctx, config.KindDestination, dst.Name, dst, update, nil); err != nil {
 		return nil, err
 	}
@@ -147,6 +150,9 @@ func (s *server) putDestination(ctx context.Context, pb *adminv1.Destination, up
 func (s *server) putSync(ctx context.Context, pb *adminv1.Sync, update bool) (*adminv1.Sync, error) {
 	sy := convert.SyncFromPB(pb)
 	if err := sy.Validate(); err != nil {
+		return nil, invalid(err)
+	}
+	if err := s.checkSyncMode(ctx, sy); err != nil {
 		return nil, invalid(err)
 	}
 	check := func() error { return s.checkRefs(ctx, sy) }

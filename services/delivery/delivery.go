@@ -21,6 +21,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/destination"
 	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/metrics"
 	"github.com/ebb-etl/ebb/libs/plane"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
@@ -186,6 +187,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 		results = append(results, res...)
 	}
+	countResults(b.Sync, results)
 	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results}
 	data, err := json.Marshal(rb)
 	if err != nil {
@@ -235,28 +237,38 @@ func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []re
 // permanent rejection is returned at once; so is a transient error that
 // ran out of tries, marked by giveUpError.
 func (w *worker) send(ctx context.Context, batch destination.Batch, deadline time.Time) ([]error, error) {
+	dest := w.dest.Name
 	for attempt := 1; ; attempt++ {
+		waitStart := time.Now()
 		if err := w.limit.acquire(ctx); err != nil {
 			return nil, err
 		}
+		sent := time.Now()
+		metrics.RateLimitWait.WithLabelValues(dest).Add(sent.Sub(waitStart).Seconds())
 		errs, err := w.client.Write(ctx, batch)
 		w.limit.release()
+		metrics.RequestSeconds.WithLabelValues(dest).Observe(time.Since(sent).Seconds())
 		if err == nil {
 			w.limit.succeeded()
+			metrics.Requests.WithLabelValues(dest, "ok").Inc()
 			return errs, nil
 		}
 		if destination.IsPermanent(err) || ctx.Err() != nil {
+			metrics.Requests.WithLabelValues(dest, "rejected").Inc()
 			return nil, err
 		}
 		wait := destination.RetryAfter(err)
 		if wait > 0 {
+			metrics.Requests.WithLabelValues(dest, "throttled").Inc()
 			w.limit.throttled()
 		} else {
+			metrics.Requests.WithLabelValues(dest, "retry").Inc()
 			wait = backoff(w.opts.RetryBackoff, attempt)
 		}
 		if attempt >= w.opts.MaxAttempts || time.Now().Add(wait).After(deadline) {
 			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
+		metrics.Retries.WithLabelValues(dest).Inc()
 		w.log.Debug().Err(err).Str(logging.FieldSync, batch.Sync).Str(logging.FieldRun, batch.RunID).
 			Int(logging.FieldAttempt, attempt).Dur("retry_in", wait).Msg("request failed; retrying")
 		select {
@@ -272,6 +284,20 @@ func (w *worker) send(ctx context.Context, batch destination.Batch, deadline tim
 func backoff(first time.Duration, attempt int) time.Duration {
 	ceiling := min(first<<min(attempt-1, 16), time.Minute)
 	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+}
+
+// countResults adds a batch's final results to ebb_records_total.
+func countResults(sync string, results []record.Result) {
+	var ok, failed float64
+	for _, r := range results {
+		if r.Status == record.Delivered {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	metrics.Records.WithLabelValues("delivered", sync, "ok").Add(ok)
+	metrics.Records.WithLabelValues("delivered", sync, "failed").Add(failed)
 }
 
 func result(rec record.Record, s record.Status, reason string) record.Result {

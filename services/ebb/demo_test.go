@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	root := newRootCmd()
 	root.SetOut(&out)
-	root.SetArgs([]string{"dev", "--demo", "--once", "--data", data, "--nats-port", "-1", "--listen", "127.0.0.1:0"})
+	root.SetArgs([]string{"dev", "--demo", "--once", "--data", data, "--nats-port", "-1", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"})
 	require.NoError(t, root.Execute(), out.String())
 
 	text := out.String()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -56,8 +57,10 @@ func newDevCmd(*globalFlags) *cobra.Command {
 			nodeCtx, stopNode := context.WithCancel(ctx)
 			defer stopNode()
 			nodeDone := make(chan error, 1)
+			var httpAddr atomic.Value // set before any service starts
+			httpAddr.Store("off")
 			go func() {
-				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log,
+				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log, HTTP: f.http, HTTPReady: func(a string) { httpAddr.Store(a) },
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token, Ready: func(a string) { ready <- a }}})
 			}()
 			var adminAddr string
@@ -67,8 +70,8 @@ func newDevCmd(*globalFlags) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Ebb is running.\n  admin API  %s   (ebb --server %s syncs list)\n  NATS       %s   (nats --server %s stream ls)\n  data       %s\n",
-				adminAddr, adminAddr, srv.ClientURL(), srv.ClientURL(), dataDir)
+			fmt.Fprintf(out, "Ebb is running.\n  admin API  %s   (ebb --server %s syncs list)\n  NATS       %s   (nats --server %s stream ls)\n  HTTP       %s   (/ui/, /metrics, /healthz)\n  data       %s\n",
+				adminAddr, adminAddr, srv.ClientURL(), srv.ClientURL(), httpAddr.Load(), dataDir)
 			if demo {
 				if err := runDemo(ctx, js, srv.ClientURL(), dataDir, out); err != nil {
 					stopNode()

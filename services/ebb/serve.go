@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,6 +23,7 @@ type serveFlags struct {
 	logLevel string
 	pretty   bool
 	shutdown time.Duration
+	http     string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -30,11 +32,14 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", envOr("EBB_LOG_LEVEL", "info"), "debug, info, warn or error (env EBB_LOG_LEVEL)")
 	cmd.Flags().BoolVar(&f.pretty, "log-pretty", false, "human-readable logs instead of JSON")
 	cmd.Flags().DurationVar(&f.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	cmd.Flags().StringVar(&f.http, "http", envOr("EBB_HTTP_LISTEN", httpDefault(cmd.Name())),
+		"address of the HTTP server for /metrics, /healthz, /readyz and /ui/; empty turns it off (env EBB_HTTP_LISTEN)")
 }
 
 func newServeCmd(*globalFlags) *cobra.Command {
 	var f serveFlags
 	var natsURL, services string
+	var replicas int
 	cmd := &cobra.Command{
 		Use:   "serve [SERVICE...]",
 		Short: "Run some or all of Ebb's services against a NATS server",
@@ -45,6 +50,9 @@ func newServeCmd(*globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				services = strings.Join(args, ",")
+			}
+			if replicas < 1 || replicas > 5 {
+				return fmt.Errorf("--replicas must be between 1 and 5, not %d", replicas)
 			}
 			names, err := node.ParseServices(services)
 			if err != nil {
@@ -59,15 +67,28 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			return runBounded(ctx, f.shutdown, func(ctx context.Context) error {
-				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names,
+				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http,
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token}})
 			})
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&natsURL, "nats", envOr("EBB_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env EBB_NATS_URL)")
+	cmd.Flags().IntVar(&replicas, "replicas", envInt("EBB_REPLICAS", 1),
+		"copies a NATS cluster keeps of every stream, bucket and object store: 1 on a single server, 3 on a cluster; "+
+			"give every process the same value (env EBB_REPLICAS)")
 	cmd.Flags().StringVar(&services, "services", envOr("EBB_SERVICES", "all"), "comma-separated services to run, or all (env EBB_SERVICES)")
 	return cmd
+}
+
+// httpDefault is the HTTP address by default: on for `ebb dev`; off for
+// `ebb serve`, where several processes share a host and each needs its own
+// address (--http or EBB_HTTP_LISTEN).
+func httpDefault(command string) string {
+	if command == "dev" {
+		return "127.0.0.1:7071"
+	}
+	return ""
 }
 
 func joinServices() string {

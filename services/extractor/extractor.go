@@ -19,6 +19,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/diff"
 	"github.com/ebb-etl/ebb/libs/logging"
+	"github.com/ebb-etl/ebb/libs/metrics"
 	"github.com/ebb-etl/ebb/libs/plane"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
@@ -329,6 +330,8 @@ func (b *batcher) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	metrics.Records.WithLabelValues("extracted", b.run.Sync, "ok").Add(float64(len(b.records)))
+	metrics.Records.WithLabelValues("extracted", b.run.Sync, "vanished").Add(float64(len(b.missing)))
 	b.cp.NextSeq++
 	b.cp.Extracted += int64(len(b.records))
 	b.cp.LastKey = b.lastKey

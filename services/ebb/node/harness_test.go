@@ -97,7 +97,9 @@ type env struct {
 	ns    *natstest.Server
 	plane *plane.Plane
 	admin string
-	stop  func()
+	// httpReady yields the node's HTTP address (metrics, health) once.
+	httpReady chan string
+	stop      func()
 }
 
 func startEnv(t *testing.T) *env {
@@ -128,8 +130,11 @@ func startEnvWith(t *testing.T, dir, adminListen string) *env {
 	if adminListen != "" {
 		services = append(services, "admin")
 	}
-	go func() { done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services, Admin: admin}) }()
-	e := &env{t: t, ns: ns, plane: p}
+	e := &env{t: t, ns: ns, plane: p, httpReady: make(chan string, 1)}
+	go func() {
+		done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services, Admin: admin,
+			HTTP: "127.0.0.1:0", HTTPReady: func(addr string) { e.httpReady <- addr }})
+	}()
 	if adminListen != "" {
 		select {
 		case e.admin = <-ready:

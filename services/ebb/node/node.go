@@ -5,6 +5,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -33,7 +34,16 @@ type Options struct {
 	Log      zerolog.Logger
 	Services []string // default: all
 	Limits   bus.Limits
+	// Replicas, when set, overrides Limits.Replicas: how many copies a NATS
+	// cluster keeps of every stream, bucket and object store (1 on a
+	// single server; 3 in production clusters).
+	Replicas int
 	Admin    AdminOptions
+	// HTTP, when set, is the address of the process's HTTP server:
+	// /metrics, /healthz, /readyz, and /ui/ when the admin service runs.
+	HTTP string
+	// HTTPReady, if set, is called with the HTTP server's bound address.
+	HTTPReady func(addr string)
 }
 
 // AdminOptions configure the admin API service.
@@ -68,6 +78,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Limits.Replicas == 0 {
 		o.Limits = bus.DefaultLimits()
 	}
+	if o.Replicas > 0 {
+		o.Limits.Replicas = o.Replicas
+	}
 	if err := bus.Provision(ctx, o.JS, o.Limits); err != nil {
 		return err
 	}
@@ -78,7 +91,26 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(o.Services))
+	errs := make(chan error, len(o.Services)+1)
+	if o.HTTP != "" {
+		// Listening first means the address is known (and taken) before
+		// any service starts.
+		lis, err := new(net.ListenConfig).Listen(ctx, "tcp", o.HTTP)
+		if err != nil {
+			return fmt.Errorf("http: listening on %s: %w", o.HTTP, err)
+		}
+		if o.HTTPReady != nil {
+			o.HTTPReady(lis.Addr().String())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveHTTP(ctx, p, o, lis); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("http: %w", err)
+				cancel()
+			}
+		}()
+	}
 	for _, name := range o.Services {
 		runService := service(name, p, o)
 		wg.Add(1)

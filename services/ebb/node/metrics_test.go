@@ -1,0 +1,80 @@
+package node_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebb-etl/ebb/libs/capture"
+	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/run"
+)
+
+// get fetches path from the node's HTTP server.
+func (e *env) get(addr, path string) (int, string) {
+	e.t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp.StatusCode, string(body)
+}
+
+// metric reads one series' value from a Prometheus text exposition; labels
+// are written as Prometheus sorts them.
+func metric(t *testing.T, body, series string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
+	require.NotNil(t, m, "series %s not exported", series)
+	v, err := strconv.ParseFloat(m[1], 64)
+	require.NoError(t, err)
+	return v
+}
+
+func TestMetricsAfterARun(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 500)
+	hook, url := sink(t)
+	hook.Reject(func(rec capture.Record) (int, string) {
+		if capture.KeyString(rec.Key) == `{"id":77,"region":"us"}` {
+			return 422, "email is invalid"
+		}
+		return 0, ""
+	})
+	e := startEnv(t)
+	f := pipelineConfig(p, config.ModeMirror, url)
+	f.Syncs[0].Name, f.Syncs[0].Destination, f.Destinations[0].Name = "metered", "metered_hook", "metered_hook"
+	e.apply(f)
+	addr := <-e.httpReady
+
+	r := e.runSync("metered")
+	require.Equal(t, run.Failed, r.State)
+	_, body := e.get(addr, "/metrics")
+	require.EqualValues(t, 500, metric(t, body, `ebb_records_total{stage="extracted",status="ok",sync="metered"}`))
+	require.EqualValues(t, 499, metric(t, body, `ebb_records_total{stage="delivered",status="ok",sync="metered"}`))
+	require.EqualValues(t, 1, metric(t, body, `ebb_records_total{stage="delivered",status="failed",sync="metered"}`))
+	require.EqualValues(t, 1, metric(t, body, `ebb_runs_total{state="failed",sync="metered"}`))
+	require.EqualValues(t, 1, metric(t, body, `ebb_run_seconds_count{sync="metered"}`))
+	require.Positive(t, metric(t, body, `ebb_destination_requests_total{destination="metered_hook",outcome="ok"}`))
+	require.Positive(t, metric(t, body, `ebb_destination_requests_total{destination="metered_hook",outcome="rejected"}`),
+		"the batch holding the bad record was rejected, then split")
+	require.Positive(t, metric(t, body, `ebb_destination_request_seconds_count{destination="metered_hook"}`))
+	require.Regexp(t, `ebb_consumer_ack_pending_messages\{consumer="deliver_metered_hook_0",stream="EBB_DELIVER"\} 0`, body)
+	require.Contains(t, body, "go_goroutines")
+
+	code, _ := e.get(addr, "/healthz")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = e.get(addr, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	e.ns.Stop()
+	require.Eventually(t, func() bool {
+		code, _ := e.get(addr, "/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 10*time.Second, 100*time.Millisecond, "readiness follows JetStream")
+}
