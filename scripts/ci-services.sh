@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Starts what Ebb's tests need when it is not already running: PostgreSQL on
 # 127.0.0.1:5432 with trust auth (the tests create and drop their own
-# schemas in database `test`), and a C compiler for DuckDB's cgo bindings.
+# schemas in database `test`), a C compiler for DuckDB's cgo bindings, and
+# Chromium, in which the admin web page's test renders it.
 set -euo pipefail
 
 need_apt=()
 command -v gcc >/dev/null || need_apt+=(gcc)
 command -v pg_isready >/dev/null || need_apt+=(postgresql)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -21,6 +21,8 @@ const (
 	StreamDeliver  = "EBB_DELIVER"  // ebb.deliver.<destination>.<partition>: mapped batches, work queue
 	StreamResults  = "EBB_RESULTS"  // ebb.results.<sync>: per-record outcomes of each batch, work queue
 	StreamFailures = "EBB_FAILURES" // ebb.failures.<sync>.<run>: failed records, kept for inspection
+	StreamPlans    = "EBB_PLANS"    // ebb.plan.<sync>.<run>: what a dry run would send, kept an hour
+	StreamHistory  = "EBB_HISTORY"  // ebb.history.<sync>.<run>: every record's outcome, for ebb records find
 )
 
 // KV buckets and the object store.
@@ -39,6 +41,8 @@ func RunDelivered(sync string) string  { return "ebb.run.delivered." + sync }
 func Records(sync string) string       { return "ebb.records." + sync }
 func Results(sync string) string       { return "ebb.results." + sync }
 func Failures(sync, run string) string { return fmt.Sprintf("ebb.failures.%s.%s", sync, run) }
+func Plan(sync, run string) string     { return fmt.Sprintf("ebb.plan.%s.%s", sync, run) }
+func History(sync, run string) string  { return fmt.Sprintf("ebb.history.%s.%s", sync, run) }
 func Deliver(dest string, partition int) string {
 	return fmt.Sprintf("ebb.deliver.%s.%d", dest, partition)
 }
@@ -49,8 +53,16 @@ type Limits struct {
 	Replicas     int
 	WorkMaxBytes int64         // per work-queue stream
 	FailuresAge  time.Duration // how long failed records are kept
-	Duplicates   time.Duration // Nats-Msg-Id duplicate window
-	Storage      jetstream.StorageType
+	HistoryAge   time.Duration // how long record history is kept
+	HistoryBytes int64         // and at most how much of it
+	// Duplicates is the Nats-Msg-Id duplicate window: a message published
+	// again with the same id within it is stored once. It must outlast the
+	// longest gap between a publish and its repeat, which comes from a
+	// handler that crashed after publishing and whose message is redelivered
+	// after the consumer's AckWait (DefaultAckWait; a destination's timeout
+	// + 30s for delivery). Ten minutes covers several crashes in a row.
+	Duplicates time.Duration
+	Storage    jetstream.StorageType
 }
 
 // DefaultLimits suit one node.
@@ -59,6 +71,8 @@ func DefaultLimits() Limits {
 		Replicas:     1,
 		WorkMaxBytes: 512 << 20,
 		FailuresAge:  30 * 24 * time.Hour,
+		HistoryAge:   7 * 24 * time.Hour,
+		HistoryBytes: 1 << 30,
 		Duplicates:   10 * time.Minute,
 		Storage:      jetstream.FileStorage,
 	}
@@ -95,6 +109,19 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		{
 			Name: StreamFailures, Subjects: []string{"ebb.failures.>"}, Retention: jetstream.LimitsPolicy,
 			Storage: l.Storage, Replicas: l.Replicas, MaxAge: l.FailuresAge, Duplicates: l.Duplicates,
+		},
+		{
+			// The oldest history goes first when the cap is reached.
+			Name: StreamHistory, Subjects: []string{"ebb.history.>"}, Retention: jetstream.LimitsPolicy,
+			Storage: l.Storage, Replicas: l.Replicas, MaxAge: l.HistoryAge, MaxBytes: l.HistoryBytes,
+			Discard: jetstream.DiscardOld, Duplicates: l.Duplicates,
+		},
+		{
+			// Dry runs (ebb sync plan) are read at once; an hour and a
+			// size cap keep a forgotten big one from filling the disk.
+			Name: StreamPlans, Subjects: []string{"ebb.plan.>"}, Retention: jetstream.LimitsPolicy,
+			Storage: l.Storage, Replicas: l.Replicas, MaxAge: time.Hour, MaxBytes: 256 << 20,
+			Discard: jetstream.DiscardOld, Duplicates: l.Duplicates,
 		},
 	}
 	for _, cfg := range streams {

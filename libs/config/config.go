@@ -53,12 +53,25 @@ type Model struct {
 	PrimaryKey []string `json:"primary_key" yaml:"primary_key"`
 }
 
-// Mapping copies a model column (From) or a constant (Const) to a path in
-// the record sent (To, dot-separated for nesting).
+// Mapping puts a value in the record sent, at To: a path with dots for
+// nesting and [i] for array items ("items[0].name"). The value is a model
+// column (From), a constant (Const) or a template of columns (Template,
+// "{{ first_name }} {{ last_name }}"); see mapping.go for the rest.
 type Mapping struct {
-	From  string `json:"from,omitempty" yaml:"from"`
-	Const any    `json:"const,omitempty" yaml:"const"`
-	To    string `json:"to" yaml:"to"`
+	From     string `json:"from,omitempty" yaml:"from"`
+	Const    any    `json:"const,omitempty" yaml:"const"`
+	Template string `json:"template,omitempty" yaml:"template"`
+	To       string `json:"to" yaml:"to"`
+	// Cast converts the value: number, boolean, string or timestamp.
+	Cast string `json:"cast,omitempty" yaml:"cast"`
+	// Format is the timestamp format of cast: timestamp (see mapping.go).
+	Format string `json:"format,omitempty" yaml:"format"`
+	// Default replaces a NULL value.
+	Default any `json:"default,omitempty" yaml:"default"`
+	// OmitNull leaves the field out when its value is NULL.
+	OmitNull bool `json:"omit_null,omitempty" yaml:"omit_null"`
+	// Required fails the record, naming the field, when its value is NULL.
+	Required bool `json:"required,omitempty" yaml:"required"`
 }
 
 // Sync sends a model's changes to a destination.
@@ -78,6 +91,11 @@ type Sync struct {
 	QuarantineAfter int `json:"quarantine_after,omitempty" yaml:"quarantine_after"`
 	// Safety stops a run for approval before it sends an unusual change.
 	Safety Safety `json:"safety,omitzero" yaml:"safety"`
+	// Alerts notify people when a run fails, fails many records, sees the
+	// model's size swing, or runs long.
+	Alerts []Alert `json:"alerts,omitempty" yaml:"alerts"`
+	// Transformation is optional JavaScript run on each mapped record.
+	Transformation *Transformation `json:"transformation,omitempty" yaml:"transformation"`
 }
 
 // DefaultQuarantineAfter is the default of Sync.QuarantineAfter.
@@ -220,15 +238,17 @@ func (s Sync) Validate() error {
 	if err := s.Safety.validate(r); err != nil {
 		return err
 	}
+	if err := validateAlerts(r, s.Alerts); err != nil {
+		return err
+	}
+	if s.Transformation != nil {
+		if err := s.Transformation.validate(r); err != nil {
+			return err
+		}
+	}
 	for i, m := range s.Mapping {
-		path := fmt.Sprintf("mapping[%d]", i)
-		switch {
-		case m.From != "" && m.Const != nil:
-			return fieldErr(r, path, "has both from and const; use one")
-		case m.From == "" && m.Const == nil:
-			return fieldErr(r, path, "needs from or const")
-		case m.To == "":
-			return fieldErr(r, path+".to", "is required")
+		if err := m.validate(r, fmt.Sprintf("mapping[%d]", i)); err != nil {
+			return err
 		}
 	}
 	if _, err := ParseSchedule(s.Schedule); err != nil {

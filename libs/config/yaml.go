@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -368,15 +369,72 @@ func (d *decoder) sync(n *yaml.Node, path string, s *Sync) error {
 			s.Mapping = append(s.Mapping, Mapping{})
 			m := &s.Mapping[len(s.Mapping)-1]
 			return d.object(n, path, fields{
-				"from": d.str(&m.From),
-				"to":   d.str(&m.To),
+				"from":     d.str(&m.From),
+				"to":       d.str(&m.To),
+				"template": d.str(&m.Template),
+				"cast":     d.str(&m.Cast),
+				"format":   d.str(&m.Format),
 				"const": func(n *yaml.Node, path string) (err error) {
 					m.Const, err = d.value(n, path)
 					return err
 				},
+				"default": func(n *yaml.Node, path string) (err error) {
+					m.Default, err = d.value(n, path)
+					return err
+				},
+				"omit_null": d.boolean(&m.OmitNull),
+				"required":  d.boolean(&m.Required),
 			})
 		}),
+		"transformation":   d.transformation(&s.Transformation),
 		"schedule":         d.str(&s.Schedule),
 		"quarantine_after": d.integer(&s.QuarantineAfter),
 	})
+}
+
+// boolean decodes true or false; null leaves dst unchanged.
+func (d *decoder) boolean(dst *bool) field {
+	return func(n *yaml.Node, path string) error {
+		v, err := d.value(n, path)
+		if err != nil || v == nil {
+			return err
+		}
+		b, ok := v.(bool)
+		if !ok {
+			return d.errorf(n, path, "want true or false, got %s", describe(n))
+		}
+		*dst = b
+		return nil
+	}
+}
+
+// transformation decodes a sync's transformation and reads its file,
+// relative to the YAML file, into the code: the stored config carries the
+// code itself.
+func (d *decoder) transformation(dst **Transformation) field {
+	return func(n *yaml.Node, path string) error {
+		n, err := d.resolve(n, path)
+		if err != nil || isNull(n) {
+			return err
+		}
+		t := &Transformation{}
+		err = d.object(n, path, fields{
+			"file":             d.str(&t.File),
+			"code":             d.str(&t.Code),
+			"timeout_ms":       d.integer(&t.TimeoutMS),
+			"max_output_bytes": d.integer(&t.MaxOutputBytes),
+		})
+		if err != nil {
+			return err
+		}
+		if t.File != "" && t.Code != "" {
+			return d.errorf(n, path, "has both file and code; use one")
+		}
+		if err := t.load(filepath.Dir(d.file)); err != nil {
+			return d.errorf(d.nodes[path+".file"], path+".file", "%v", err)
+		}
+		t.Normalize()
+		*dst = t
+		return nil
+	}
 }

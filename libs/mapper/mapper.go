@@ -11,9 +11,16 @@ import (
 
 // step is one compiled mapping entry.
 type step struct {
-	from  string
-	value any
-	path  []string
+	to       string
+	path     []config.PathStep
+	from     string
+	value    any                   // a constant
+	template []config.TemplatePart // a template, when set
+	cast     string
+	format   string
+	def      any
+	omitNull bool
+	required bool
 }
 
 // Mapper applies a compiled mapping. It is safe for concurrent use.
@@ -25,55 +32,144 @@ type Mapper struct {
 func New(mapping []config.Mapping) (*Mapper, error) {
 	m := &Mapper{}
 	for i, e := range mapping {
-		path := strings.Split(e.To, ".")
-		for _, p := range path {
-			if p == "" {
-				return nil, fmt.Errorf("mapping[%d].to %q has an empty path segment", i, e.To)
+		path, err := config.ParsePath(e.To)
+		if err != nil {
+			return nil, fmt.Errorf("mapping[%d].to: %w", i, err)
+		}
+		s := step{to: e.To, path: path, from: e.From, value: e.Const, cast: e.Cast, format: e.Format,
+			def: e.Default, omitNull: e.OmitNull, required: e.Required}
+		if e.Template != "" {
+			if s.template, err = config.ParseTemplate(e.Template); err != nil {
+				return nil, fmt.Errorf("mapping[%d].template: %w", i, err)
 			}
 		}
-		m.steps = append(m.steps, step{from: e.From, value: e.Const, path: path})
+		if e.Cast == "timestamp" && e.Format != "" && !isNamedFormat(e.Format) && !strings.Contains(e.Format, "2006") {
+			return nil, fmt.Errorf("mapping[%d].format: unknown format %q", i, e.Format)
+		}
+		m.steps = append(m.steps, s)
 	}
 	return m, nil
 }
 
 // Map returns the mapped record for a row. A column named in the mapping
-// but missing from the row is an error naming it.
+// but missing from the row is an error naming it, and so is a required
+// field whose value is NULL or a value that does not cast.
 func (m *Mapper) Map(row map[string]any) (map[string]any, error) {
 	if len(m.steps) == 0 {
 		return row, nil
 	}
 	out := make(map[string]any, len(m.steps))
 	for _, s := range m.steps {
-		v := s.value
-		if s.from != "" {
-			var ok bool
-			if v, ok = row[s.from]; !ok {
-				return nil, fmt.Errorf("mapping: column %q is not in the model", s.from)
+		v, err := s.source(row)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = s.def
+		}
+		if v != nil && s.cast != "" {
+			if v, err = cast(v, s.cast, s.format); err != nil {
+				return nil, fmt.Errorf("mapping: %s: %w", s.to, err)
+			}
+		}
+		if v == nil {
+			if s.required {
+				return nil, fmt.Errorf("mapping: required field %s is NULL%s", s.to, s.fromWhat())
+			}
+			if s.omitNull {
+				continue
 			}
 		}
 		if err := set(out, s.path, v); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mapping: %s: %w", s.to, err)
 		}
 	}
 	return out, nil
 }
 
-// set puts v at path, creating nested objects.
-func set(obj map[string]any, path []string, v any) error {
-	for i, p := range path[:len(path)-1] {
-		next, ok := obj[p]
+// source reads the step's value from the row.
+func (s *step) source(row map[string]any) (any, error) {
+	switch {
+	case s.from != "":
+		v, ok := row[s.from]
 		if !ok {
-			child := map[string]any{}
-			obj[p] = child
-			obj = child
+			return nil, fmt.Errorf("mapping: column %q is not in the model", s.from)
+		}
+		return v, nil
+	case s.template != nil:
+		return render(s.template, row)
+	}
+	return s.value, nil
+}
+
+func (s *step) fromWhat() string {
+	if s.from != "" {
+		return fmt.Sprintf(" (column %s)", s.from)
+	}
+	return ""
+}
+
+// render fills a template; a NULL column renders as nothing.
+func render(parts []config.TemplatePart, row map[string]any) (string, error) {
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Column == "" {
+			b.WriteString(p.Text)
 			continue
 		}
-		child, ok := next.(map[string]any)
+		v, ok := row[p.Column]
 		if !ok {
-			return fmt.Errorf("mapping: %s is both a value and an object", strings.Join(path[:i+1], "."))
+			return "", fmt.Errorf("mapping: template column %q is not in the model", p.Column)
 		}
-		obj = child
+		if v == nil {
+			continue
+		}
+		s, err := toString(v)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
 	}
-	obj[path[len(path)-1]] = v
-	return nil
+	return b.String(), nil
+}
+
+// set puts v at path, creating nested objects and arrays; arrays grow with
+// nulls up to the index.
+func set(out map[string]any, path []config.PathStep, v any) error {
+	if len(path) == 1 {
+		out[path[0].Key] = v // the common case, without the walk
+		return nil
+	}
+	_, err := put(out, path, v)
+	return err
+}
+
+// put returns cur with v placed at path.
+func put(cur any, path []config.PathStep, v any) (any, error) {
+	if len(path) == 0 {
+		return v, nil
+	}
+	s := path[0]
+	if s.Index >= 0 {
+		arr, ok := cur.([]any)
+		if !ok && cur != nil {
+			return nil, fmt.Errorf("[%d] is inside a value that is not an array", s.Index)
+		}
+		for len(arr) <= s.Index {
+			arr = append(arr, nil)
+		}
+		e, err := put(arr[s.Index], path[1:], v)
+		arr[s.Index] = e
+		return arr, err
+	}
+	obj, ok := cur.(map[string]any)
+	if !ok && cur != nil {
+		return nil, fmt.Errorf("%s is inside a value that is not an object (both a value and an object)", s.Key)
+	}
+	if obj == nil {
+		obj = map[string]any{}
+	}
+	e, err := put(obj[s.Key], path[1:], v)
+	obj[s.Key] = e
+	return obj, err
 }

@@ -80,6 +80,10 @@ const (
 	// It is final, and the snapshot keeps the old state so the next run
 	// decides again.
 	Vanished Status = "vanished"
+	// Filtered: the sync's transformation dropped it. It is final and a
+	// success: the snapshot takes the row's new state, so it is not sent
+	// again until it changes.
+	Filtered Status = "filtered"
 )
 
 // Result is one record's final outcome.
@@ -89,6 +93,9 @@ type Result struct {
 	Change Change `json:"c"`
 	Status Status `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// PayloadHash fingerprints the payload delivery sent (or tried to), so
+	// a key's history shows when what was sent changed.
+	PayloadHash string `json:"h,omitempty"`
 }
 
 // ResultBatch reports the outcomes of one delivered batch.
@@ -98,6 +105,8 @@ type ResultBatch struct {
 	Seq       int      `json:"seq"`
 	Partition int      `json:"partition"`
 	Results   []Result `json:"results"`
+	// Retries counts the requests delivery retried for this batch.
+	Retries int `json:"retries,omitempty"`
 }
 
 // MsgID is the deterministic Nats-Msg-Id of a batch at a stage, so a

@@ -13,13 +13,14 @@ import (
 	"github.com/ebb-etl/ebb/libs/record"
 )
 
-// RecordFailures publishes a batch's failed and vanished results to the
+// RecordFailures publishes a batch's failed and vanished results (not the
+// delivered or filtered ones, which are successes) to the
 // failures stream, where they stay queryable by run and from where the
 // commit learns which keys keep their old snapshot entry.
 func RecordFailures(ctx context.Context, js jetstream.JetStream, rb record.ResultBatch) error {
 	var failed []record.Result
 	for _, r := range rb.Results {
-		if r.Status != record.Delivered {
+		if r.Status == record.Failed || r.Status == record.Vanished {
 			failed = append(failed, r)
 		}
 	}

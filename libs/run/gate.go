@@ -36,6 +36,7 @@ type Gate struct {
 
 type gateEntry struct {
 	state State
+	dry   bool
 	found bool
 	read  time.Time
 }
@@ -47,17 +48,27 @@ func NewGate(store *Store, ttl time.Duration) *Gate {
 
 // Check decides what to do with a batch of run id of sync.
 func (g *Gate) Check(ctx context.Context, sync, id string) (Decision, error) {
+	d, _, err := g.CheckRun(ctx, sync, id)
+	return d, err
+}
+
+// CheckRun is Check that also reports whether the run is a dry run.
+func (g *Gate) CheckRun(ctx context.Context, sync, id string) (d Decision, dryRun bool, err error) {
 	e, err := g.entry(ctx, sync, id)
 	if err != nil {
-		return Go, err
+		return Go, false, err
 	}
+	return decide(e), e.dry, nil
+}
+
+func decide(e gateEntry) Decision {
 	switch {
 	case !e.found || e.state.Terminal():
-		return Drop, nil
+		return Drop
 	case e.state == Paused:
-		return Hold, nil
+		return Hold
 	}
-	return Go, nil
+	return Go
 }
 
 func (g *Gate) entry(ctx context.Context, sync, id string) (gateEntry, error) {
@@ -76,7 +87,7 @@ func (g *Gate) entry(ctx context.Context, sync, id string) (gateEntry, error) {
 	case err != nil:
 		return e, err
 	default:
-		e = gateEntry{state: r.State, found: true, read: now}
+		e = gateEntry{state: r.State, dry: r.DryRun, found: true, read: now}
 	}
 	g.mu.Lock()
 	if len(g.entries) > 4096 {

@@ -49,6 +49,8 @@ type Outcome struct {
 	Delivered int64 `json:"delivered"`
 	Failed    int64 `json:"failed"`
 	Vanished  int64 `json:"vanished"`
+	// Filtered counts records the sync's transformation dropped.
+	Filtered int64 `json:"filtered,omitempty"`
 }
 
 // Run is one execution of a sync.
@@ -61,15 +63,20 @@ type Run struct {
 	// Resumes counts resumptions; it keeps their announcements distinct.
 	Resumes int    `json:"resumes,omitempty"`
 	Trigger string `json:"trigger"`
-	Error   string `json:"error,omitempty"`
+	// DryRun runs (ebb sync plan) go through every stage but delivery,
+	// which records what it would send instead, and commit nothing.
+	DryRun bool   `json:"dry_run,omitempty"`
+	Error  string `json:"error,omitempty"`
 	// SafetyStop says why the run waits for approval, and stays on an
 	// approved run for the record.
 	SafetyStop string    `json:"safety_stop,omitempty"`
 	ApprovedAt time.Time `json:"approved_at,omitzero"`
 
-	// ModelRows is the number of rows the model returned.
-	ModelRows int64   `json:"model_rows"`
-	Planned   Planned `json:"planned"`
+	// ModelRows is the number of rows the model returned, and
+	// PreviousRows the number in the snapshot it was diffed against.
+	ModelRows    int64   `json:"model_rows"`
+	PreviousRows int64   `json:"previous_rows"`
+	Planned      Planned `json:"planned"`
 	// Sent breaks the outcome down by what was planned.
 	Adds    Outcome `json:"adds"`
 	Changes Outcome `json:"changes"`
@@ -78,6 +85,18 @@ type Run struct {
 	Quarantined int64 `json:"quarantined,omitempty"`
 	// Extracted counts records read from the warehouse and published.
 	Extracted int64 `json:"extracted"`
+	// Fanout counts the records a transformation added by fanning a record
+	// out into several: their results are counted like any other, so
+	// Final subtracts them. The transformer adds a batch's count before it
+	// publishes the batch, so the run cannot look complete early;
+	// FanoutBatches marks the batches counted, against redelivery.
+	Fanout        int64  `json:"fanout,omitempty"`
+	FanoutBatches []byte `json:"fanout_batches,omitempty"`
+	// Retries counts requests delivery retried (transient failures, 429s).
+	Retries int64 `json:"retries,omitempty"`
+	// Entered is when the run first entered each state: the durations of
+	// its phases.
+	Entered map[State]time.Time `json:"entered,omitempty"`
 
 	// Spec is the sync as it was when the run started: every stage of the
 	// run follows this copy, so editing a sync never changes a run halfway.
@@ -119,6 +138,48 @@ func (r *Run) Advance(from, to State) bool {
 	return true
 }
 
+// enter records when the run first entered state s.
+func (r *Run) enter(s State) {
+	if _, ok := r.Entered[s]; ok {
+		return
+	}
+	if r.Entered == nil {
+		r.Entered = map[State]time.Time{}
+	}
+	r.Entered[s] = time.Now().UTC()
+}
+
+// Durations returns how long the run spent in each pipeline phase it went
+// through, in order; a phase still running counts until now.
+func (r *Run) Durations() []PhaseDuration {
+	order := []State{Pending, Diffing, Extracting, Delivering, Committing}
+	var out []PhaseDuration
+	for i, s := range order {
+		start, ok := r.Entered[s]
+		if !ok {
+			continue
+		}
+		end := time.Now().UTC()
+		if !r.FinishedAt.IsZero() {
+			end = r.FinishedAt
+		}
+		for _, next := range order[i+1:] {
+			if t, ok := r.Entered[next]; ok {
+				end = t
+				break
+			}
+		}
+		out = append(out, PhaseDuration{Phase: s, Duration: end.Sub(start)})
+	}
+	return out
+}
+
+// PhaseDuration is the time a run spent in one phase, pauses included.
+type PhaseDuration struct {
+	Phase    State
+	Duration time.Duration
+}
+
 // Phase is the pipeline state of the run, looking through a pause.
 func (r *Run) Phase() State {
 	if r.State == Paused {
@@ -127,29 +188,40 @@ func (r *Run) Phase() State {
 	return r.State
 }
 
-// Final is the number of records with a final result.
+// Final is the number of planned records with a final result: a record a
+// transformation fanned out into n counts once, when all n have theirs.
 func (r *Run) Final() int64 {
-	var n int64
+	n := -r.Fanout
 	for _, o := range []Outcome{r.Adds, r.Changes, r.Deletes} {
-		n += o.Delivered + o.Failed + o.Vanished
+		n += o.Delivered + o.Failed + o.Vanished + o.Filtered
 	}
 	return n
 }
+
+// Filtered counts records the transformation dropped.
+func (r *Run) Filtered() int64 { return r.Adds.Filtered + r.Changes.Filtered + r.Deletes.Filtered }
+
+// MarkFanout records that the fan-out of extracted batch seq was counted.
+// It returns false if it already was.
+func (r *Run) MarkFanout(seq int) bool { return mark(&r.FanoutBatches, seq) }
 
 // FailedRecords counts records that failed for this run.
 func (r *Run) FailedRecords() int64 { return r.Adds.Failed + r.Changes.Failed + r.Deletes.Failed }
 
 // MarkBatch records that result batch i was counted. It returns false if it
 // already was.
-func (r *Run) MarkBatch(i int) bool {
-	for len(r.DoneBatches) <= i/8 {
-		r.DoneBatches = append(r.DoneBatches, 0)
+func (r *Run) MarkBatch(i int) bool { return mark(&r.DoneBatches, i) }
+
+// mark sets bit i of a bitmap and reports whether it was clear.
+func mark(bits *[]byte, i int) bool {
+	for len(*bits) <= i/8 {
+		*bits = append(*bits, 0)
 	}
 	bit := byte(1) << (i % 8)
-	if r.DoneBatches[i/8]&bit != 0 {
+	if (*bits)[i/8]&bit != 0 {
 		return false
 	}
-	r.DoneBatches[i/8] |= bit
+	(*bits)[i/8] |= bit
 	return true
 }
 
@@ -161,6 +233,9 @@ func (r *Run) Summary() string {
 	s += " · changes " + itoa(r.Changes.Delivered) + "/" + itoa(r.Planned.Changes)
 	s += " · deletes " + itoa(r.Deletes.Delivered) + "/" + itoa(r.Planned.Deletes)
 	s += " · failed " + itoa(r.FailedRecords())
+	if n := r.Filtered(); n > 0 {
+		s += " · filtered " + itoa(n)
+	}
 	if r.Error != "" {
 		s += " · " + r.Error
 	}

@@ -46,6 +46,7 @@ func activeKey(sync string) string  { return "active." + sync }
 // Create claims the sync's active slot and stores a new pending run.
 func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) {
 	r := &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()}
+	r.enter(Pending)
 	_, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		// A crash between a run's final Update and the release of its slot
@@ -169,7 +170,7 @@ func (s *Store) Update(ctx context.Context, sync, id string, fn func(*Run) error
 		if err != nil {
 			return nil, err
 		}
-		wasTerminal := r.State.Terminal()
+		wasTerminal, was := r.State.Terminal(), r.State
 		if err := fn(r); err != nil {
 			if errors.Is(err, ErrSkip) {
 				return r, nil
@@ -178,6 +179,9 @@ func (s *Store) Update(ctx context.Context, sync, id string, fn func(*Run) error
 		}
 		if r.State.Terminal() && r.FinishedAt.IsZero() {
 			r.FinishedAt = time.Now().UTC()
+		}
+		if r.State != was {
+			r.enter(r.State)
 		}
 		data, err := json.Marshal(r)
 		if err != nil {
@@ -238,6 +242,13 @@ func (s *Store) release(ctx context.Context, sync, id string) error {
 
 // isConflict reports a compare-and-swap failure.
 func isConflict(err error) bool {
+	// On a replicated (R>1) bucket the server reports a conflict as error
+	// 10164, not 10071; nats.go maps both to ErrKeyRevisionMismatch for
+	// Update and Delete. Without this check, on a cluster every concurrent
+	// update of a run failed instead of retrying.
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 		return true
@@ -266,4 +277,59 @@ func (s *Store) ReleaseOrphan(ctx context.Context, sync, id string, grace time.D
 		return fmt.Errorf("releasing orphaned active slot of sync %q: %w", sync, err)
 	}
 	return nil
+}
+
+// Prune deletes runs that ended before cutoff and returns how many: run
+// history is kept for a configured time.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
+	runs, err := s.List(ctx, "", 0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range runs {
+		if !r.State.Terminal() || r.FinishedAt.IsZero() || !r.FinishedAt.Before(cutoff) {
+			continue
+		}
+		if err := s.kv.Purge(ctx, runKey(r.Sync, r.ID)); err != nil {
+			return n, fmt.Errorf("pruning run %s: %w", r.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Watch sends every run as it is written, starting with the runs stored
+// now, until ctx ends. A slow reader delays the watch, never the writers.
+func (s *Store) Watch(ctx context.Context) (<-chan *Run, error) {
+	w, err := s.kv.Watch(ctx, "run.>")
+	if err != nil {
+		return nil, fmt.Errorf("watching runs: %w", err)
+	}
+	out := make(chan *Run, 64)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			var e jetstream.KeyValueEntry
+			select {
+			case <-ctx.Done():
+				return
+			case e = <-w.Updates():
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue // nil marks the end of the stored runs
+			}
+			var r Run
+			if json.Unmarshal(e.Value(), &r) != nil {
+				continue
+			}
+			select {
+			case out <- &r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -129,6 +130,38 @@ func Open(ctx context.Context, obs jetstream.ObjectStore, name string, payload i
 	r.rc = res
 	r.br = bufio.NewReaderSize(res, 256<<10)
 	return r, nil
+}
+
+// OpenLocal reads object name from a copy in a temporary file, removed on
+// Close. A reader paced by a slow consumer (the extractor, waiting on
+// backpressure from delivery) must not hold the object store's stream open:
+// the store's reader times out when it is not read for a while, and a
+// retry would start the object over. Copying first reads it at full speed.
+func OpenLocal(ctx context.Context, obs jetstream.ObjectStore, name string, payload int) (*Reader, error) {
+	if name == "" {
+		return Open(ctx, obs, name, payload)
+	}
+	res, err := obs.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	defer res.Close()
+	f, err := os.CreateTemp("", "ebb-snapshot-*")
+	if err != nil {
+		return nil, fmt.Errorf("copying %s: %w", name, err)
+	}
+	// Unlinked at once: the open file lives until Close, and nothing is
+	// left behind by a crash.
+	_ = os.Remove(f.Name())
+	if _, err := io.Copy(f, res); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copying %s: %w", name, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("copying %s: %w", name, err)
+	}
+	return &Reader{name: name, payload: payload, value: make([]byte, payload), rc: f, br: bufio.NewReaderSize(f, 256<<10)}, nil
 }
 
 // Next advances to the next entry; it returns false at the end (err nil) or

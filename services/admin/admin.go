@@ -22,6 +22,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/source"
 	adminv1 "github.com/ebb-etl/ebb/proto/ebb/admin/v1"
 )
 
@@ -50,6 +51,10 @@ type Deps struct {
 	Token string
 	// Ready, if set, is called with the bound address once listening.
 	Ready func(addr string)
+	// OpenSource opens a warehouse, for TestTransformation's sample rows.
+	// Nil leaves that call unavailable: the admin module does not link
+	// the warehouse drivers itself.
+	OpenSource func(ctx context.Context, s config.Source) (source.Source, error)
 }
 
 // Run serves the admin API until ctx ends, then stops gracefully, cutting

@@ -9,8 +9,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/debug"
 	"github.com/ebb-etl/ebb/libs/destination"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/metrics"
@@ -34,6 +37,8 @@ type Deps struct {
 	OpenDestination func(context.Context, config.Destination) (destination.Destination, error)
 	// Refresh is how often the destination list is re-read.
 	Refresh time.Duration
+	// Debug, when set, feeds the live debugger.
+	Debug *debug.Publisher
 }
 
 // Run delivers to every configured destination until ctx ends, starting,
@@ -42,6 +47,10 @@ type Deps struct {
 func Run(ctx context.Context, d Deps) error {
 	if d.Refresh <= 0 {
 		d.Refresh = 10 * time.Second
+	}
+	if d.Debug == nil {
+		// At most 200 records a second per watched sync reach the debugger.
+		d.Debug = debug.NewPublisher(d.Plane.JS.Conn(), d.Plane.State, 200)
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "delivery").Logger()
 	running := map[string]*worker{}
@@ -111,6 +120,7 @@ type worker struct {
 	client destination.Destination
 	limit  *limiter
 	gate   *run.Gate
+	debug  *debug.Publisher
 	plane  *plane.Plane
 	log    zerolog.Logger
 	cancel context.CancelFunc
@@ -127,7 +137,7 @@ func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error
 		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), gate: run.NewGate(d.Plane.Runs, time.Second), plane: d.Plane, cancel: cancel,
+	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
@@ -165,30 +175,33 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}
-	switch decision, err := w.gate.Check(ctx, b.Sync, b.RunID); {
+	decision, dryRun, err := w.gate.CheckRun(ctx, b.Sync, b.RunID)
+	switch {
 	case err != nil:
 		return err
 	case decision == run.Drop:
 		return nil // cancelled or failed: nothing more is sent
 	case decision == run.Hold:
 		return run.ErrHeld
+	case dryRun:
+		return w.recordPlan(ctx, b)
 	}
-	deadline := time.Now().Add(w.opts.RetryFor)
+	bp := &batchPass{deadline: time.Now().Add(w.opts.RetryFor)}
 	if md, err := msg.Metadata(); err == nil {
-		deadline = md.Timestamp.Add(w.opts.RetryFor)
+		bp.deadline = md.Timestamp.Add(w.opts.RetryFor)
 	}
 	results := make([]record.Result, 0, len(b.Records))
 	for i := 0; i < len(b.Records); i += w.opts.BatchSize {
 		chunk := b.Records[i:min(i+w.opts.BatchSize, len(b.Records))]
 		id := fmt.Sprintf("%s/%d", record.MsgID(b.Sync, b.RunID, "deliver", b.Seq, b.Partition), i/w.opts.BatchSize)
-		res, err := w.write(ctx, b, id, chunk, deadline)
+		res, err := w.write(ctx, b, id, chunk, bp)
 		if err != nil {
 			return err // shutting down: the batch is redelivered
 		}
 		results = append(results, res...)
 	}
 	countResults(b.Sync, results)
-	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results}
+	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results, Retries: bp.retries}
 	data, err := json.Marshal(rb)
 	if err != nil {
 		return fmt.Errorf("encoding results: %w", err)
@@ -197,13 +210,62 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	return bus.Publish(ctx, w.plane.JS, bus.Results(b.Sync), data, id)
 }
 
+// recordPlan handles a dry run's batch: what would be sent goes to the
+// plans stream, and every record counts as delivered, so the run completes
+// as a real one would. The destination is not called.
+func (w *worker) recordPlan(ctx context.Context, b record.Batch) error {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encoding plan of batch %d: %w", b.Seq, err)
+	}
+	if err := bus.Publish(ctx, w.plane.JS, bus.Plan(b.Sync, b.RunID), data, record.MsgID(b.Sync, b.RunID, "plan", b.Seq, b.Partition)); err != nil {
+		return err
+	}
+	results := make([]record.Result, len(b.Records))
+	for i, rec := range b.Records {
+		results[i] = result(rec, record.Delivered, "")
+	}
+	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results}
+	data, err = json.Marshal(rb)
+	if err != nil {
+		return fmt.Errorf("encoding results: %w", err)
+	}
+	return bus.Publish(ctx, w.plane.JS, bus.Results(b.Sync), data, record.MsgID(b.Sync, b.RunID, "results", b.Seq, b.Partition))
+}
+
+// batchPass is one delivery of a stream batch: the deadline of its retries
+// and how many requests it retried.
+type batchPass struct {
+	deadline time.Time
+	retries  int
+	// latency and attempts describe the last request, for the debugger.
+	latency  time.Duration
+	attempts int
+}
+
+// observe shows a request's records to the live debugger, when someone
+// watches the sync.
+func (w *worker) observe(ctx context.Context, b record.Batch, id string, recs []record.Record, results []record.Result, bp *batchPass) {
+	if w.debug == nil || !w.debug.Watched(ctx, b.Sync) {
+		return
+	}
+	now := time.Now().UTC()
+	for i, rec := range recs {
+		w.debug.Publish(debug.Event{
+			Time: now, Sync: b.Sync, RunID: b.RunID, Destination: w.dest.Name,
+			Key: rec.Key, KeyText: rec.KeyEnc.String(), Op: string(rec.Op), Status: string(results[i].Status), Error: results[i].Error,
+			Payload: rec.Data, Request: id, LatencyMS: float64(bp.latency.Microseconds()) / 1000, Attempts: bp.attempts,
+		})
+	}
+}
+
 // write delivers records and returns one final result per record. A batch
 // rejected as a whole is split in halves until the records at fault are
 // alone, so one bad record fails by itself and the rest are delivered. Each
 // request is retried on its own (see send), so a retry never resends records
 // another request already delivered. It returns an error only when ctx ends.
-func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []record.Record, deadline time.Time) ([]record.Result, error) {
-	errs, err := w.send(ctx, destination.Batch{ID: id, Sync: b.Sync, RunID: b.RunID, Records: recs}, deadline)
+func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []record.Record, bp *batchPass) ([]record.Result, error) {
+	errs, err := w.send(ctx, destination.Batch{ID: id, Sync: b.Sync, RunID: b.RunID, Records: recs}, bp)
 	switch {
 	case err == nil:
 		results := make([]record.Result, len(recs))
@@ -213,18 +275,21 @@ func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []re
 				results[i] = result(rec, record.Failed, errs[i].Error())
 			}
 		}
+		w.observe(ctx, b, id, recs, results, bp)
 		return results, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case !destination.IsPermanent(err) || len(recs) == 1:
-		return failAll(recs, err.Error()), nil
+		results := failAll(recs, err.Error())
+		w.observe(ctx, b, id, recs, results, bp)
+		return results, nil
 	}
 	half := len(recs) / 2
-	left, err := w.write(ctx, b, id+".0", recs[:half], deadline)
+	left, err := w.write(ctx, b, id+".0", recs[:half], bp)
 	if err != nil {
 		return nil, err
 	}
-	right, err := w.write(ctx, b, id+".1", recs[half:], deadline)
+	right, err := w.write(ctx, b, id+".1", recs[half:], bp)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +301,7 @@ func (w *worker) write(ctx context.Context, b record.Batch, id string, recs []re
 // destination's Retry-After) until max_attempts or the retry deadline. A
 // permanent rejection is returned at once; so is a transient error that
 // ran out of tries, marked by giveUpError.
-func (w *worker) send(ctx context.Context, batch destination.Batch, deadline time.Time) ([]error, error) {
+func (w *worker) send(ctx context.Context, batch destination.Batch, bp *batchPass) ([]error, error) {
 	dest := w.dest.Name
 	for attempt := 1; ; attempt++ {
 		waitStart := time.Now()
@@ -247,7 +312,8 @@ func (w *worker) send(ctx context.Context, batch destination.Batch, deadline tim
 		metrics.RateLimitWait.WithLabelValues(dest).Add(sent.Sub(waitStart).Seconds())
 		errs, err := w.client.Write(ctx, batch)
 		w.limit.release()
-		metrics.RequestSeconds.WithLabelValues(dest).Observe(time.Since(sent).Seconds())
+		bp.latency, bp.attempts = time.Since(sent), attempt
+		metrics.RequestSeconds.WithLabelValues(dest).Observe(bp.latency.Seconds())
 		if err == nil {
 			w.limit.succeeded()
 			metrics.Requests.WithLabelValues(dest, "ok").Inc()
@@ -265,10 +331,11 @@ func (w *worker) send(ctx context.Context, batch destination.Batch, deadline tim
 			metrics.Requests.WithLabelValues(dest, "retry").Inc()
 			wait = backoff(w.opts.RetryBackoff, attempt)
 		}
-		if attempt >= w.opts.MaxAttempts || time.Now().Add(wait).After(deadline) {
+		if attempt >= w.opts.MaxAttempts || time.Now().Add(wait).After(bp.deadline) {
 			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
 		metrics.Retries.WithLabelValues(dest).Inc()
+		bp.retries++
 		w.log.Debug().Err(err).Str(logging.FieldSync, batch.Sync).Str(logging.FieldRun, batch.RunID).
 			Int(logging.FieldAttempt, attempt).Dur("retry_in", wait).Msg("request failed; retrying")
 		select {
@@ -301,7 +368,23 @@ func countResults(sync string, results []record.Result) {
 }
 
 func result(rec record.Record, s record.Status, reason string) record.Result {
-	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: s, Error: reason}
+	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: s, Error: reason,
+		PayloadHash: payloadHash(rec.Data)}
+}
+
+// payloadHash fingerprints a payload: FNV-1a of its JSON, whose map keys
+// are sorted, so the same payload always hashes the same.
+func payloadHash(data map[string]any) string {
+	if data == nil {
+		return ""
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return ""
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return strconv.FormatUint(h.Sum64(), 16)
 }
 
 func failAll(recs []record.Record, reason string) []record.Result {

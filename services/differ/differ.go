@@ -91,6 +91,26 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	return s.diff(ctx, log, r, redelivered)
 }
 
+// endDryRun ends a dry run without touching the snapshot or quarantine.
+func (s *service) endDryRun(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+	s.deleteRunObjects(ctx, r)
+	_, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
+		if r.State.Terminal() {
+			return run.ErrSkip
+		}
+		r.State = run.Succeeded
+		if n := r.FailedRecords(); n > 0 {
+			r.State = run.Failed
+			r.Error = fmt.Sprintf("%d of %d records would fail", n, r.Planned.Total())
+		}
+		return nil
+	})
+	if err == nil {
+		log.Info().Msg("dry run ended; nothing committed")
+	}
+	return err
+}
+
 // deleteRunObjects removes a run's candidate snapshot and change set.
 func (s *service) deleteRunObjects(ctx context.Context, r *run.Run) {
 	for _, obj := range []string{snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.ObjectName(r.Sync, r.ID, "changes")} {
@@ -154,7 +174,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 		return err
 	}
 	next, stop := run.Extracting, plan.sync.Safety.Check(prev.Rows, stats.Deletes, stats.Changes)
-	if stop != "" {
+	if stop != "" && !r.DryRun { // a dry run reports the stop it would trip
 		next = run.AwaitingApproval
 	}
 	advanced := false
@@ -164,6 +184,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 			return run.ErrSkip
 		}
 		r.SafetyStop = stop
+		r.PreviousRows = prev.Rows
 		r.Spec = plan.sync
 		r.Partitions = plan.delivery.Partitions
 		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
@@ -280,6 +301,9 @@ func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) er
 	})
 	if err != nil || !committing {
 		return err
+	}
+	if r.DryRun {
+		return s.endDryRun(ctx, log, r)
 	}
 	ptr, rev, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {

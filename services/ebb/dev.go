@@ -60,7 +60,7 @@ func newDevCmd(*globalFlags) *cobra.Command {
 			var httpAddr atomic.Value // set before any service starts
 			httpAddr.Store("off")
 			go func() {
-				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log, HTTP: f.http, HTTPReady: func(a string) { httpAddr.Store(a) },
+				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log, HTTP: f.http, RunRetention: f.retain, HTTPReady: func(a string) { httpAddr.Store(a) },
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token, Ready: func(a string) { ready <- a }}})
 			}()
 			var adminAddr string

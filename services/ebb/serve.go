@@ -24,6 +24,7 @@ type serveFlags struct {
 	pretty   bool
 	shutdown time.Duration
 	http     string
+	retain   time.Duration
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -32,6 +33,8 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", envOr("EBB_LOG_LEVEL", "info"), "debug, info, warn or error (env EBB_LOG_LEVEL)")
 	cmd.Flags().BoolVar(&f.pretty, "log-pretty", false, "human-readable logs instead of JSON")
 	cmd.Flags().DurationVar(&f.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	cmd.Flags().DurationVar(&f.retain, "run-retention", envDuration("EBB_RUN_RETENTION", 30*24*time.Hour),
+		"how long finished runs stay in the run history (env EBB_RUN_RETENTION)")
 	cmd.Flags().StringVar(&f.http, "http", envOr("EBB_HTTP_LISTEN", httpDefault(cmd.Name())),
 		"address of the HTTP server for /metrics, /healthz, /readyz and /ui/; empty turns it off (env EBB_HTTP_LISTEN)")
 }
@@ -67,7 +70,7 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			return runBounded(ctx, f.shutdown, func(ctx context.Context) error {
-				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http,
+				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http, RunRetention: f.retain,
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token}})
 			})
 		},
@@ -79,6 +82,14 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			"give every process the same value (env EBB_REPLICAS)")
 	cmd.Flags().StringVar(&services, "services", envOr("EBB_SERVICES", "all"), "comma-separated services to run, or all (env EBB_SERVICES)")
 	return cmd
+}
+
+// envDuration reads a duration from the environment, or returns def.
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
 }
 
 // httpDefault is the HTTP address by default: on for `ebb dev`; off for

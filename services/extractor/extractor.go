@@ -146,7 +146,7 @@ func (s *service) extract(ctx context.Context, log zerolog.Logger, r *run.Run) e
 		return &sourceError{fmt.Errorf("opening source %q: %w", srcCfg.Name, err)}
 	}
 	defer src.Close()
-	changes, err := snapshot.Open(ctx, s.Plane.Snapshots, r.ChangeSet, snapshot.ChangesPayload)
+	changes, err := snapshot.OpenLocal(ctx, s.Plane.Snapshots, r.ChangeSet, snapshot.ChangesPayload)
 	if err != nil {
 		return err
 	}

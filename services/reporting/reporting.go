@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -25,6 +27,9 @@ type Deps struct {
 	Plane   *plane.Plane
 	Log     zerolog.Logger
 	Workers int
+	// SlowRunCheck is how often active runs are checked for slow_run
+	// alerts; default 5s.
+	SlowRunCheck time.Duration
 }
 
 type service struct{ Deps }
@@ -33,6 +38,9 @@ type service struct{ Deps }
 func Run(ctx context.Context, d Deps) error {
 	if d.Workers <= 0 {
 		d.Workers = 4
+	}
+	if d.SlowRunCheck <= 0 {
+		d.SlowRunCheck = 5 * time.Second
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "reporting").Logger()
 	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamResults, jetstream.ConsumerConfig{
@@ -44,7 +52,14 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	s := &service{d}
-	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+	alerts := &alerter{plane: d.Plane, log: d.Log, client: &http.Client{Timeout: 10 * time.Second}, slowEvery: d.SlowRunCheck}
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- alerts.run(ctx) }()
+	err = bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+	if aerr := <-alertsDone; err == nil && ctx.Err() == nil {
+		err = aerr
+	}
+	return err
 }
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
@@ -56,11 +71,15 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := run.RecordFailures(ctx, s.Plane.JS, rb); err != nil {
 		return err
 	}
+	if err := run.RecordHistory(ctx, s.Plane.JS, rb); err != nil {
+		return err
+	}
 	r, err := s.Plane.Runs.Update(ctx, rb.Sync, rb.RunID, func(r *run.Run) error {
 		if r.State.Terminal() || !r.MarkBatch(record.ResultIndex(rb.Seq, rb.Partition, r.Partitions)) {
 			return run.ErrSkip
 		}
 		count(r, rb.Results)
+		r.Retries += int64(rb.Retries)
 		return nil
 	})
 	if errors.Is(err, run.ErrNotFound) {
@@ -91,6 +110,8 @@ func count(r *run.Run, results []record.Result) {
 			o.Delivered++
 		case record.Vanished:
 			o.Vanished++
+		case record.Filtered:
+			o.Filtered++
 		default:
 			o.Failed++
 		}

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -98,4 +99,25 @@ func TestOrphanedActiveSlotIsReleased(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	_, err = run.Start(ctx, p.JS, p.Runs, "s", "manual")
 	require.NoError(t, err)
+}
+
+func TestOldRunsArePruned(t *testing.T) {
+	ctx := t.Context()
+	ns := natstest.Start(t)
+	p, err := plane.Open(ctx, ns.JS)
+	require.NoError(t, err)
+	old, err := p.Runs.Create(ctx, "s", "manual")
+	require.NoError(t, err)
+	_, err = p.Runs.Update(ctx, "s", old.ID, func(r *run.Run) error { r.State = run.Succeeded; return nil })
+	require.NoError(t, err)
+	active, err := p.Runs.Create(ctx, "s", "manual")
+	require.NoError(t, err)
+	startScheduler(t, ns, p, scheduler.Deps{ID: "a", RunRetention: time.Nanosecond})
+
+	require.Eventually(t, func() bool {
+		_, err := p.Runs.Get(ctx, "s", old.ID)
+		return errors.Is(err, run.ErrNotFound)
+	}, 10*time.Second, 50*time.Millisecond, "a finished run past its retention is pruned")
+	_, err = p.Runs.Get(ctx, "s", active.ID)
+	require.NoError(t, err, "an active run is kept")
 }

@@ -36,6 +36,8 @@ type Deps struct {
 	// StaleAfter is how long a run may stay pending before the leader
 	// announces it again; default 30s.
 	StaleAfter time.Duration
+	// RunRetention is how long finished runs are kept; default 30 days.
+	RunRetention time.Duration
 }
 
 const leaseKey = "scheduler"
@@ -51,6 +53,7 @@ type service struct {
 	leaseUntil time.Time
 	// leaseRev is the revision of our last lease write: the fencing token.
 	leaseRev uint64
+	prunedAt time.Time
 }
 
 // Run checks schedules every tick while it holds the lease, until ctx ends.
@@ -63,6 +66,9 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if d.StaleAfter <= 0 {
 		d.StaleAfter = 30 * time.Second
+	}
+	if d.RunRetention <= 0 {
+		d.RunRetention = 30 * 24 * time.Hour
 	}
 	if d.ID == "" {
 		host, _ := os.Hostname()
@@ -81,6 +87,7 @@ func Run(ctx context.Context, d Deps) error {
 			if err := s.fire(ctx); err != nil && ctx.Err() == nil {
 				s.Log.Warn().Err(err).Msg("checking schedules")
 			}
+			s.prune(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -119,6 +126,21 @@ func (s *service) claim(ctx context.Context) (bool, error) {
 	// Act on the lease only for half its TTL, to leave room for clock skew.
 	s.leaseUntil = now.Add(s.LeaseTTL / 2)
 	return true, nil
+}
+
+// prune deletes finished runs older than RunRetention, once a minute.
+func (s *service) prune(ctx context.Context) {
+	if time.Since(s.prunedAt) < time.Minute {
+		return
+	}
+	s.prunedAt = time.Now()
+	n, err := s.Plane.Runs.Prune(ctx, time.Now().Add(-s.RunRetention))
+	if err != nil && ctx.Err() == nil {
+		s.Log.Warn().Err(err).Msg("pruning run history")
+	}
+	if n > 0 {
+		s.Log.Info().Int("runs", n).Dur("retention", s.RunRetention).Msg("pruned run history")
+	}
 }
 
 // errNotLeader stops a copy that lost its lease from starting runs.

@@ -21,6 +21,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/plane"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/transform"
 )
 
 // Deps is what the transformer needs.
@@ -36,12 +37,17 @@ type service struct {
 	gate  *run.Gate
 	mu    sync.Mutex
 	plans map[string]*runPlan // by run id; small, reset when full
+	// code holds compiled transformations by version, shared by the runs
+	// that use the same code.
+	code map[string]*transform.Transformation
 }
 
 // runPlan is what the transformer needs of a run, read once.
 type runPlan struct {
 	run    *run.Run
 	mapper *mapper.Mapper
+	js     *transform.Transformation // nil without a transformation
+	probe  probe
 }
 
 // Run consumes record batches until ctx ends.
@@ -58,7 +64,8 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	s := &service{Deps: d, gate: run.NewGate(d.Plane.Runs, time.Second), plans: map[string]*runPlan{}}
+	s := &service{Deps: d, gate: run.NewGate(d.Plane.Runs, time.Second), plans: map[string]*runPlan{},
+		code: map[string]*transform.Transformation{}}
 	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
@@ -85,6 +92,11 @@ func (s *service) plan(ctx context.Context, sync, runID string) (*runPlan, error
 		return nil, fmt.Errorf("sync %q: %w", sync, err)
 	}
 	p = &runPlan{run: r, mapper: m}
+	if t := r.Spec.Transformation; t != nil {
+		if p.js, err = s.compiled(t); err != nil {
+			return nil, &codeError{fmt.Errorf("sync %q: loading transformation %s: %w", sync, t.Version, err)}
+		}
+	}
 	s.mu.Lock()
 	if len(s.plans) > 256 {
 		s.plans = map[string]*runPlan{}
@@ -112,10 +124,25 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if errors.Is(err, run.ErrNotFound) {
 		return nil
 	}
+	var bad *codeError
+	if errors.As(err, &bad) {
+		return s.stopRun(ctx, b, bad.Error())
+	}
 	if err != nil {
 		return err
 	}
-	lanes, failed := s.transform(p, b)
+	lanes, final, fanout, verdict := s.transform(ctx, p, b)
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: records cut short are redelivered, not failed
+	}
+	if verdict != "" {
+		return s.stopRun(ctx, b, verdict)
+	}
+	if fanout > 0 {
+		if err := s.countFanout(ctx, b, fanout); err != nil {
+			return err
+		}
+	}
 	for part, records := range lanes {
 		if len(records) == 0 {
 			continue
@@ -131,9 +158,9 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 	}
-	if len(failed) > 0 {
+	if len(final) > 0 {
 		slot := record.TransformerSlot(p.run.Partitions)
-		rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: slot, Results: failed}
+		rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: slot, Results: final}
 		data, _ := json.Marshal(rb)
 		id := record.MsgID(b.Sync, b.RunID, "results", b.Seq, slot)
 		return bus.Publish(ctx, s.Plane.JS, bus.Results(b.Sync), data, id)
@@ -141,22 +168,121 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-// transform maps each record and sorts it into its lane; records whose
-// mapping fails become failed results.
-func (s *service) transform(p *runPlan, b record.Batch) ([][]record.Record, []record.Result) {
-	lanes := make([][]record.Record, p.run.Partitions)
-	var failed []record.Result
-	for _, rec := range b.Records {
-		if rec.Op != record.OpDelete {
-			data, err := p.mapper.Map(rec.Data)
-			if err != nil {
-				failed = append(failed, record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: record.Failed, Error: err.Error()})
-				continue
-			}
-			rec.Data = data
+// countFanout adds the records a batch's transformation fanned out to the
+// run before they are published, so reporting never sees the run complete
+// while some of them are still on their way.
+func (s *service) countFanout(ctx context.Context, b record.Batch, n int) error {
+	_, err := s.Plane.Runs.Update(ctx, b.Sync, b.RunID, func(r *run.Run) error {
+		if r.State.Terminal() || !r.MarkFanout(b.Seq) {
+			return run.ErrSkip
 		}
+		r.Fanout += int64(n)
+		return nil
+	})
+	return err
+}
+
+// stopRun fails a run whose transformation fails every record it is
+// given: one clear error instead of millions of failed rows.
+func (s *service) stopRun(ctx context.Context, b record.Batch, reason string) error {
+	s.Log.Error().Str(logging.FieldSync, b.Sync).Str(logging.FieldRun, b.RunID).Str("reason", reason).
+		Msg("stopping run: the transformation fails every record")
+	_, err := s.Plane.Runs.Update(ctx, b.Sync, b.RunID, func(r *run.Run) error {
+		if r.State.Terminal() {
+			return run.ErrSkip
+		}
+		r.State, r.Error, r.PausedFrom = run.Failed, reason, ""
+		return nil
+	})
+	return err
+}
+
+// transform maps each record, runs the transformation on the mapped
+// records and sorts what comes out into lanes. Records whose mapping or
+// transformation fails, and those the transformation drops, become final
+// results; fanout counts the records added by fan-out. A non-empty verdict
+// means the transformation has failed every record so far and the run
+// must stop.
+func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (lanes [][]record.Record, final []record.Result, fanout int, verdict string) {
+	lanes = make([][]record.Record, p.run.Partitions)
+	route := func(rec record.Record) {
 		part := Partition(rec.KeyEnc, p.run.Partitions)
 		lanes[part] = append(lanes[part], rec)
 	}
-	return lanes, failed
+	var mapped []record.Record // in order, for the transformation
+	for _, rec := range b.Records {
+		if rec.Op == record.OpDelete {
+			route(rec) // nothing to map or transform
+			continue
+		}
+		data, err := p.mapper.Map(rec.Data)
+		if err != nil {
+			final = append(final, result(rec, record.Failed, err.Error()))
+			continue
+		}
+		rec.Data = data
+		if p.js == nil {
+			route(rec)
+			continue
+		}
+		mapped = append(mapped, rec)
+	}
+	if len(mapped) == 0 {
+		return lanes, final, 0, ""
+	}
+	outs := p.js.Run(ctx, inputs(b, mapped))
+	failed := 0
+	for i, out := range outs {
+		rec := mapped[i]
+		s.logLines(b, rec, out.Logs)
+		switch {
+		case out.Err != nil:
+			failed++
+			final = append(final, result(rec, record.Failed, "transformation: "+out.Err.Error()))
+		case len(out.Records) == 0:
+			final = append(final, result(rec, record.Filtered, ""))
+		default:
+			// Fan-out: the copies share the key, so they take the same
+			// lane, in the order the code returned them.
+			for _, data := range out.Records {
+				rec.Data = data
+				route(rec)
+			}
+			fanout += len(out.Records) - 1
+		}
+	}
+	verdict = p.probe.observe(len(outs), failed, firstError(outs))
+	return lanes, final, fanout, verdict
+}
+
+func inputs(b record.Batch, recs []record.Record) []transform.Input {
+	in := make([]transform.Input, len(recs))
+	for i, rec := range recs {
+		in[i] = transform.Input{Data: rec.Data, Meta: transform.Metadata{
+			Sync: b.Sync, Run: b.RunID, Op: string(rec.Op), Key: rec.Key,
+		}}
+	}
+	return in
+}
+
+func result(rec record.Record, st record.Status, reason string) record.Result {
+	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: st, Error: reason}
+}
+
+func firstError(outs []transform.Output) string {
+	for _, o := range outs {
+		if o.Err != nil {
+			return o.Err.Error()
+		}
+	}
+	return ""
+}
+
+// logLines passes what the code logged on; the live debugger will read
+// them from here.
+func (s *service) logLines(b record.Batch, rec record.Record, lines []string) {
+	for _, l := range lines {
+		s.Log.Debug().Str(logging.FieldSync, b.Sync).Str(logging.FieldRun, b.RunID).
+			Stringer("key", rec.KeyEnc).Str("line", l).Msg("transformation log")
+	}
 }

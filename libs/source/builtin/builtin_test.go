@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,6 +14,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/duckdb/ducktest"
 	"github.com/ebb-etl/ebb/libs/source/postgres/pgtest"
+	"github.com/ebb-etl/ebb/libs/source/snowflake/sftest"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
 )
 
@@ -24,7 +26,7 @@ func TestOpensEverySourceType(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	_, err := Open(ctx, config.Source{Name: "wh", Type: "oracle"})
-	require.EqualError(t, err, `source "wh": unknown type "oracle" (known: duckdb, postgres)`)
+	require.EqualError(t, err, `source "wh": unknown type "oracle" (known: `+strings.Join(config.SourceTypes, ", ")+`)`)
 
 	_, err = Open(ctx, config.Source{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": "${EBB_TEST_UNSET_VARIABLE}"}})
 	require.ErrorContains(t, err, `source "wh": config.dsn: environment variable EBB_TEST_UNSET_VARIABLE is not set`)
@@ -34,6 +36,17 @@ func TestOpenErrors(t *testing.T) {
 
 	_, err = Open(ctx, config.Source{Name: "wh", Type: "duckdb", Config: map[string]any{}})
 	require.ErrorContains(t, err, `source "wh": duckdb source: config field "path" is required`)
+}
+
+// TestOpenNamesSourceOnBadCredentials checks a wrong password is an
+// authentication error that names the source.
+func TestOpenNamesSourceOnBadCredentials(t *testing.T) {
+	s := sftest.New(t)
+	cfg := s.Config()
+	cfg["password"] = "wrong-password"
+	_, err := Open(context.Background(), config.Source{Name: "warehouse", Type: "snowflake", Config: cfg})
+	require.ErrorContains(t, err, `source "warehouse": snowflake source: authentication failed for user "EBB"`)
+	require.NotContains(t, err.Error(), "wrong-password")
 }
 
 func TestOpenExpandsEnvironment(t *testing.T) {
@@ -55,7 +68,7 @@ func TestSameDataSameRows(t *testing.T) {
 		rows, canonical   []map[string]any
 	}
 	var results []result
-	envs := []sourcetest.Env{pgtest.Env(t), ducktest.Env(t)}
+	envs := []sourcetest.Env{pgtest.Env(t), ducktest.Env(t), sftest.Harness(t)}
 	for _, e := range envs {
 		m, want := sourcetest.CanonicalTable(t, e)
 		table := e.Table("people")

@@ -25,6 +25,9 @@ func Commands(g *Globals) []*cobra.Command {
 		runsCmd(g),
 		sourcesCmd(g),
 		destinationsCmd(g),
+		debugCmd(g),
+		recordsCmd(g),
+		transformCmd(g),
 	}
 }
 

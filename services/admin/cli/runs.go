@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -61,7 +63,11 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // counts renders an outcome against what was planned.
 func counts(o *adminv1.Outcome, planned int64) string {
-	return fmt.Sprintf("%d/%d delivered, %d failed, %d vanished", o.GetDelivered(), planned, o.GetFailed(), o.GetVanished())
+	line := fmt.Sprintf("%d/%d delivered, %d failed, %d vanished", o.GetDelivered(), planned, o.GetFailed(), o.GetVanished())
+	if o.GetFiltered() > 0 {
+		line += fmt.Sprintf(", %d filtered", o.GetFiltered())
+	}
+	return line
 }
 
 func runsGetCmd(g *Globals) *cobra.Command {
@@ -88,6 +94,8 @@ func runsGetCmd(g *Globals) *cobra.Command {
 					"adds", counts(r.GetAdds(), p.GetAdds()),
 					"changes", counts(r.GetChanges(), p.GetChanges()),
 					"deletes", counts(r.GetDeletes(), p.GetDeletes()),
+					"retries", itoa(r.GetRetries()),
+					"phases", phases(r),
 					"created", when(r.GetCreatedAt()),
 					"started", when(r.GetStartedAt()),
 					"finished", when(r.GetFinishedAt()),
@@ -137,4 +145,13 @@ func state(r *adminv1.Run) string {
 		return r.GetState() + " (in " + r.GetPausedFrom() + ")"
 	}
 	return r.GetState()
+}
+
+// phases lists the time spent in each phase: "diffing 1.2s, extracting 3s".
+func phases(r *adminv1.Run) string {
+	parts := make([]string, 0, len(r.GetPhases()))
+	for _, p := range r.GetPhases() {
+		parts = append(parts, p.GetPhase()+" "+p.GetDuration().AsDuration().Round(time.Millisecond).String())
+	}
+	return orDash(strings.Join(parts, ", "))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/ebb-etl/ebb/libs/plane"
+	srcbuiltin "github.com/ebb-etl/ebb/libs/source/builtin"
 	"github.com/ebb-etl/ebb/services/admin"
 )
 
@@ -11,5 +12,6 @@ func runAdmin(ctx context.Context, p *plane.Plane, o Options) error {
 	return admin.Run(ctx, admin.Deps{
 		JS: p.JS, Configs: p.Configs, Runs: p.Runs, Log: o.Log,
 		Listen: o.Admin.Listen, Token: o.Admin.Token, Ready: o.Admin.Ready,
+		OpenSource: srcbuiltin.Open,
 	})
 }

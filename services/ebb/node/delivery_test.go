@@ -159,6 +159,7 @@ func TestAdaptsToRateLimit(t *testing.T) {
 	require.Equal(t, run.Succeeded, r.State, r.Error)
 	require.Len(t, s.sink.State(), 150, "every record arrived")
 	attempts := s.times()
+	require.EqualValues(t, len(attempts)-150, r.Retries, "the run counts the requests retried after a 429")
 	// After the first seconds of adapting, attempts stay near the limit.
 	settled := attempts[len(attempts)/2:]
 	span := settled[len(settled)-1].Sub(settled[0]).Seconds()

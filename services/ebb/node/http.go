@@ -5,17 +5,28 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/metrics"
 	"github.com/ebb-etl/ebb/libs/plane"
+	"github.com/ebb-etl/ebb/libs/quarantine"
+	"github.com/ebb-etl/ebb/services/admin/ui"
 )
 
 // serveHTTP runs the process's HTTP server until ctx ends: metrics and
-// health for every process.
+// health for every process, and the web page where the admin API runs.
 func serveHTTP(ctx context.Context, p *plane.Plane, o Options, lis net.Listener) error {
 	mux := metrics.Handler(p.JS, bus.StreamRuns, bus.StreamRecords, bus.StreamDeliver, bus.StreamResults)
+	if slices.Contains(o.Services, "admin") {
+		// The web page goes with the admin API, behind the same token.
+		mux.Handle("/ui/", http.StripPrefix("/ui", ui.Handler(ui.Deps{
+			Configs: p.Configs, Runs: p.Runs, JS: p.JS, State: p.State,
+			Quarantine: quarantine.New(p.State), Token: o.Admin.Token, Log: o.Log,
+		})))
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	o.Log.Info().Str("addr", lis.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
 	go func() {

@@ -55,6 +55,12 @@ func TestMetricsAfterARun(t *testing.T) {
 
 	r := e.runSync("metered")
 	require.Equal(t, run.Failed, r.State)
+	var phases []run.State
+	for _, p := range r.Durations() {
+		phases = append(phases, p.Phase)
+		require.Positive(t, p.Duration, "phase %s", p.Phase)
+	}
+	require.Equal(t, []run.State{run.Pending, run.Diffing, run.Extracting, run.Delivering, run.Committing}, phases)
 	_, body := e.get(addr, "/metrics")
 	require.EqualValues(t, 500, metric(t, body, `ebb_records_total{stage="extracted",status="ok",sync="metered"}`))
 	require.EqualValues(t, 499, metric(t, body, `ebb_records_total{stage="delivered",status="ok",sync="metered"}`))
@@ -77,4 +83,23 @@ func TestMetricsAfterARun(t *testing.T) {
 		code, _ := e.get(addr, "/readyz")
 		return code == http.StatusServiceUnavailable
 	}, 10*time.Second, 100*time.Millisecond, "readiness follows JetStream")
+}
+
+func TestWebPageServedWithTheAdminAPI(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 50)
+	_, url := sink(t)
+	e := startEnvWith(t, t.TempDir(), "127.0.0.1:0")
+	e.apply(pipelineConfig(p, config.ModeMirror, url))
+	addr := <-e.httpReady
+	r := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r.State, r.Error)
+
+	code, page := e.get(addr, "/ui/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, page, "customers")
+	code, page = e.get(addr, "/ui/runs/"+r.ID)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, page, r.ID)
+	require.Contains(t, page, "succeeded")
 }

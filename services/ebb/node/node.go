@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -44,6 +45,8 @@ type Options struct {
 	HTTP string
 	// HTTPReady, if set, is called with the HTTP server's bound address.
 	HTTPReady func(addr string)
+	// RunRetention is how long finished runs are kept (default 30 days).
+	RunRetention time.Duration
 }
 
 // AdminOptions configure the admin API service.
@@ -138,7 +141,7 @@ func service(name string, p *plane.Plane, o Options) func(context.Context) error
 			if err != nil {
 				return err
 			}
-			return scheduler.Run(ctx, scheduler.Deps{Plane: p, Log: log, Leases: leases})
+			return scheduler.Run(ctx, scheduler.Deps{Plane: p, Log: log, Leases: leases, RunRetention: o.RunRetention})
 		}
 	case "differ":
 		return func(ctx context.Context) error {

@@ -9,6 +9,7 @@ package adminv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -205,10 +206,23 @@ func (x *Model) GetPrimaryKey() []string {
 // Mapping copies a model column (from) or a constant (const) to a path in
 // the record sent (to, dot-separated for nesting).
 type Mapping struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	Const         *structpb.Value        `protobuf:"bytes,2,opt,name=const,proto3" json:"const,omitempty"`
-	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	Const *structpb.Value        `protobuf:"bytes,2,opt,name=const,proto3" json:"const,omitempty"`
+	// A path: dots for nesting, [i] for array items ("items[0].name").
+	To string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// "{{ first_name }} {{ last_name }}": columns in text.
+	Template string `protobuf:"bytes,4,opt,name=template,proto3" json:"template,omitempty"`
+	// number, boolean, string or timestamp.
+	Cast string `protobuf:"bytes,5,opt,name=cast,proto3" json:"cast,omitempty"`
+	// The timestamp format of cast timestamp.
+	Format string `protobuf:"bytes,6,opt,name=format,proto3" json:"format,omitempty"`
+	// Replaces a NULL value.
+	Default *structpb.Value `protobuf:"bytes,7,opt,name=default,proto3" json:"default,omitempty"`
+	// Leaves the field out when its value is NULL.
+	OmitNull bool `protobuf:"varint,8,opt,name=omit_null,json=omitNull,proto3" json:"omit_null,omitempty"`
+	// Fails the record, naming the field, when its value is NULL.
+	Required      bool `protobuf:"varint,9,opt,name=required,proto3" json:"required,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +278,130 @@ func (x *Mapping) GetTo() string {
 	return ""
 }
 
+func (x *Mapping) GetTemplate() string {
+	if x != nil {
+		return x.Template
+	}
+	return ""
+}
+
+func (x *Mapping) GetCast() string {
+	if x != nil {
+		return x.Cast
+	}
+	return ""
+}
+
+func (x *Mapping) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *Mapping) GetDefault() *structpb.Value {
+	if x != nil {
+		return x.Default
+	}
+	return nil
+}
+
+func (x *Mapping) GetOmitNull() bool {
+	if x != nil {
+		return x.OmitNull
+	}
+	return false
+}
+
+func (x *Mapping) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+// Transformation is a sync's JavaScript transformation, stored with its
+// code (a file named in ebb.yaml is read by the CLI).
+type Transformation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file the code was read from, for messages.
+	File string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// A short sha256 of code, set by the server.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Time one batch may run; 0 means 1000.
+	TimeoutMs int32 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Largest JSON one record may become; 0 means 1 MiB.
+	MaxOutputBytes int32 `protobuf:"varint,5,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Transformation) Reset() {
+	*x = Transformation{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transformation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transformation) ProtoMessage() {}
+
+func (x *Transformation) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transformation.ProtoReflect.Descriptor instead.
+func (*Transformation) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Transformation) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *Transformation) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Transformation) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Transformation) GetTimeoutMs() int32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *Transformation) GetMaxOutputBytes() int32 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
 // Sync sends a model's changes to a destination.
 type Sync struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -275,14 +413,22 @@ type Sync struct {
 	Mode    string     `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
 	Mapping []*Mapping `protobuf:"bytes,6,rep,name=mapping,proto3" json:"mapping,omitempty"`
 	// "manual" (or empty), "@every <duration>" or a cron expression.
-	Schedule      string `protobuf:"bytes,7,opt,name=schedule,proto3" json:"schedule,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Schedule string `protobuf:"bytes,7,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// Runs in a row a record may fail before it is quarantined; 0 means the
+	// default (3), a negative value never quarantines.
+	QuarantineAfter int32    `protobuf:"varint,8,opt,name=quarantine_after,json=quarantineAfter,proto3" json:"quarantine_after,omitempty"`
+	Safety          *Safety  `protobuf:"bytes,9,opt,name=safety,proto3" json:"safety,omitempty"`
+	Alerts          []*Alert `protobuf:"bytes,10,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// JavaScript run on each mapped record (numbered high, away from the
+	// fields other work appends).
+	Transformation *Transformation `protobuf:"bytes,20,opt,name=transformation,proto3" json:"transformation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +440,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +453,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Sync) GetName() string {
@@ -359,6 +505,178 @@ func (x *Sync) GetSchedule() string {
 	return ""
 }
 
+func (x *Sync) GetQuarantineAfter() int32 {
+	if x != nil {
+		return x.QuarantineAfter
+	}
+	return 0
+}
+
+func (x *Sync) GetSafety() *Safety {
+	if x != nil {
+		return x.Safety
+	}
+	return nil
+}
+
+func (x *Sync) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *Sync) GetTransformation() *Transformation {
+	if x != nil {
+		return x.Transformation
+	}
+	return nil
+}
+
+// Safety holds a sync's safety stops: a run whose planned deletes or
+// changes exceed these shares of the last snapshot waits for ApproveRun.
+// Unset fields take their defaults (deletes 0.5, changes off, 100 rows).
+type Safety struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	MaxDeleteShare *float64               `protobuf:"fixed64,1,opt,name=max_delete_share,json=maxDeleteShare,proto3,oneof" json:"max_delete_share,omitempty"`
+	MaxChangeShare *float64               `protobuf:"fixed64,2,opt,name=max_change_share,json=maxChangeShare,proto3,oneof" json:"max_change_share,omitempty"`
+	MinRows        *int64                 `protobuf:"varint,3,opt,name=min_rows,json=minRows,proto3,oneof" json:"min_rows,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Safety) Reset() {
+	*x = Safety{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Safety) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Safety) ProtoMessage() {}
+
+func (x *Safety) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Safety.ProtoReflect.Descriptor instead.
+func (*Safety) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Safety) GetMaxDeleteShare() float64 {
+	if x != nil && x.MaxDeleteShare != nil {
+		return *x.MaxDeleteShare
+	}
+	return 0
+}
+
+func (x *Safety) GetMaxChangeShare() float64 {
+	if x != nil && x.MaxChangeShare != nil {
+		return *x.MaxChangeShare
+	}
+	return 0
+}
+
+func (x *Safety) GetMinRows() int64 {
+	if x != nil && x.MinRows != nil {
+		return *x.MinRows
+	}
+	return 0
+}
+
+// Alert notifies a webhook or a Slack incoming webhook, once per run, when
+// its condition holds: run_failed, failed_records, row_count_swing or
+// slow_run.
+type Alert struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	On    string                 `protobuf:"bytes,1,opt,name=on,proto3" json:"on,omitempty"`
+	// Threshold of failed_records and row_count_swing (0 to 1; default 0.1).
+	Share float64 `protobuf:"fixed64,2,opt,name=share,proto3" json:"share,omitempty"`
+	// Duration of slow_run, such as "30m".
+	After         string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Webhook       string `protobuf:"bytes,4,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	Slack         string `protobuf:"bytes,5,opt,name=slack,proto3" json:"slack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Alert) GetOn() string {
+	if x != nil {
+		return x.On
+	}
+	return ""
+}
+
+func (x *Alert) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *Alert) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *Alert) GetWebhook() string {
+	if x != nil {
+		return x.Webhook
+	}
+	return ""
+}
+
+func (x *Alert) GetSlack() string {
+	if x != nil {
+		return x.Slack
+	}
+	return ""
+}
+
 type CreateSourceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        *Source                `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -368,7 +686,7 @@ type CreateSourceRequest struct {
 
 func (x *CreateSourceRequest) Reset() {
 	*x = CreateSourceRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +698,7 @@ func (x *CreateSourceRequest) String() string {
 func (*CreateSourceRequest) ProtoMessage() {}
 
 func (x *CreateSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +711,7 @@ func (x *CreateSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSourceRequest.ProtoReflect.Descriptor instead.
 func (*CreateSourceRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSourceRequest) GetSource() *Source {
@@ -412,7 +730,7 @@ type CreateSourceResponse struct {
 
 func (x *CreateSourceResponse) Reset() {
 	*x = CreateSourceResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +742,7 @@ func (x *CreateSourceResponse) String() string {
 func (*CreateSourceResponse) ProtoMessage() {}
 
 func (x *CreateSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +755,7 @@ func (x *CreateSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSourceResponse.ProtoReflect.Descriptor instead.
 func (*CreateSourceResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateSourceResponse) GetSource() *Source {
@@ -456,7 +774,7 @@ type GetSourceRequest struct {
 
 func (x *GetSourceRequest) Reset() {
 	*x = GetSourceRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +786,7 @@ func (x *GetSourceRequest) String() string {
 func (*GetSourceRequest) ProtoMessage() {}
 
 func (x *GetSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +799,7 @@ func (x *GetSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceRequest.ProtoReflect.Descriptor instead.
 func (*GetSourceRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSourceRequest) GetName() string {
@@ -500,7 +818,7 @@ type GetSourceResponse struct {
 
 func (x *GetSourceResponse) Reset() {
 	*x = GetSourceResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +830,7 @@ func (x *GetSourceResponse) String() string {
 func (*GetSourceResponse) ProtoMessage() {}
 
 func (x *GetSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +843,7 @@ func (x *GetSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSourceResponse.ProtoReflect.Descriptor instead.
 func (*GetSourceResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSourceResponse) GetSource() *Source {
@@ -543,7 +861,7 @@ type ListSourcesRequest struct {
 
 func (x *ListSourcesRequest) Reset() {
 	*x = ListSourcesRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +873,7 @@ func (x *ListSourcesRequest) String() string {
 func (*ListSourcesRequest) ProtoMessage() {}
 
 func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +886,7 @@ func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListSourcesRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type ListSourcesResponse struct {
@@ -580,7 +898,7 @@ type ListSourcesResponse struct {
 
 func (x *ListSourcesResponse) Reset() {
 	*x = ListSourcesResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +910,7 @@ func (x *ListSourcesResponse) String() string {
 func (*ListSourcesResponse) ProtoMessage() {}
 
 func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +923,7 @@ func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListSourcesResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSourcesResponse) GetSources() []*Source {
@@ -624,7 +942,7 @@ type UpdateSourceRequest struct {
 
 func (x *UpdateSourceRequest) Reset() {
 	*x = UpdateSourceRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +954,7 @@ func (x *UpdateSourceRequest) String() string {
 func (*UpdateSourceRequest) ProtoMessage() {}
 
 func (x *UpdateSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +967,7 @@ func (x *UpdateSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSourceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSourceRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateSourceRequest) GetSource() *Source {
@@ -668,7 +986,7 @@ type UpdateSourceResponse struct {
 
 func (x *UpdateSourceResponse) Reset() {
 	*x = UpdateSourceResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +998,7 @@ func (x *UpdateSourceResponse) String() string {
 func (*UpdateSourceResponse) ProtoMessage() {}
 
 func (x *UpdateSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +1011,7 @@ func (x *UpdateSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSourceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSourceResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateSourceResponse) GetSource() *Source {
@@ -712,7 +1030,7 @@ type DeleteSourceRequest struct {
 
 func (x *DeleteSourceRequest) Reset() {
 	*x = DeleteSourceRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1042,7 @@ func (x *DeleteSourceRequest) String() string {
 func (*DeleteSourceRequest) ProtoMessage() {}
 
 func (x *DeleteSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1055,7 @@ func (x *DeleteSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSourceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSourceRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSourceRequest) GetName() string {
@@ -755,7 +1073,7 @@ type DeleteSourceResponse struct {
 
 func (x *DeleteSourceResponse) Reset() {
 	*x = DeleteSourceResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +1085,7 @@ func (x *DeleteSourceResponse) String() string {
 func (*DeleteSourceResponse) ProtoMessage() {}
 
 func (x *DeleteSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +1098,7 @@ func (x *DeleteSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSourceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSourceResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 type CreateDestinationRequest struct {
@@ -792,7 +1110,7 @@ type CreateDestinationRequest struct {
 
 func (x *CreateDestinationRequest) Reset() {
 	*x = CreateDestinationRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1122,7 @@ func (x *CreateDestinationRequest) String() string {
 func (*CreateDestinationRequest) ProtoMessage() {}
 
 func (x *CreateDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1135,7 @@ func (x *CreateDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDestinationRequest.ProtoReflect.Descriptor instead.
 func (*CreateDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateDestinationRequest) GetDestination() *Destination {
@@ -836,7 +1154,7 @@ type CreateDestinationResponse struct {
 
 func (x *CreateDestinationResponse) Reset() {
 	*x = CreateDestinationResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1166,7 @@ func (x *CreateDestinationResponse) String() string {
 func (*CreateDestinationResponse) ProtoMessage() {}
 
 func (x *CreateDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1179,7 @@ func (x *CreateDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDestinationResponse.ProtoReflect.Descriptor instead.
 func (*CreateDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateDestinationResponse) GetDestination() *Destination {
@@ -880,7 +1198,7 @@ type GetDestinationRequest struct {
 
 func (x *GetDestinationRequest) Reset() {
 	*x = GetDestinationRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1210,7 @@ func (x *GetDestinationRequest) String() string {
 func (*GetDestinationRequest) ProtoMessage() {}
 
 func (x *GetDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1223,7 @@ func (x *GetDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDestinationRequest.ProtoReflect.Descriptor instead.
 func (*GetDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetDestinationRequest) GetName() string {
@@ -924,7 +1242,7 @@ type GetDestinationResponse struct {
 
 func (x *GetDestinationResponse) Reset() {
 	*x = GetDestinationResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1254,7 @@ func (x *GetDestinationResponse) String() string {
 func (*GetDestinationResponse) ProtoMessage() {}
 
 func (x *GetDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1267,7 @@ func (x *GetDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDestinationResponse.ProtoReflect.Descriptor instead.
 func (*GetDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDestinationResponse) GetDestination() *Destination {
@@ -967,7 +1285,7 @@ type ListDestinationsRequest struct {
 
 func (x *ListDestinationsRequest) Reset() {
 	*x = ListDestinationsRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1297,7 @@ func (x *ListDestinationsRequest) String() string {
 func (*ListDestinationsRequest) ProtoMessage() {}
 
 func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1310,7 @@ func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
 func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type ListDestinationsResponse struct {
@@ -1004,7 +1322,7 @@ type ListDestinationsResponse struct {
 
 func (x *ListDestinationsResponse) Reset() {
 	*x = ListDestinationsResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1334,7 @@ func (x *ListDestinationsResponse) String() string {
 func (*ListDestinationsResponse) ProtoMessage() {}
 
 func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1347,7 @@ func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDestinationsResponse.ProtoReflect.Descriptor instead.
 func (*ListDestinationsResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDestinationsResponse) GetDestinations() []*Destination {
@@ -1048,7 +1366,7 @@ type UpdateDestinationRequest struct {
 
 func (x *UpdateDestinationRequest) Reset() {
 	*x = UpdateDestinationRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1378,7 @@ func (x *UpdateDestinationRequest) String() string {
 func (*UpdateDestinationRequest) ProtoMessage() {}
 
 func (x *UpdateDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1391,7 @@ func (x *UpdateDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDestinationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateDestinationRequest) GetDestination() *Destination {
@@ -1092,7 +1410,7 @@ type UpdateDestinationResponse struct {
 
 func (x *UpdateDestinationResponse) Reset() {
 	*x = UpdateDestinationResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1422,7 @@ func (x *UpdateDestinationResponse) String() string {
 func (*UpdateDestinationResponse) ProtoMessage() {}
 
 func (x *UpdateDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1435,7 @@ func (x *UpdateDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDestinationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateDestinationResponse) GetDestination() *Destination {
@@ -1136,7 +1454,7 @@ type DeleteDestinationRequest struct {
 
 func (x *DeleteDestinationRequest) Reset() {
 	*x = DeleteDestinationRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1466,7 @@ func (x *DeleteDestinationRequest) String() string {
 func (*DeleteDestinationRequest) ProtoMessage() {}
 
 func (x *DeleteDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1479,7 @@ func (x *DeleteDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDestinationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteDestinationRequest) GetName() string {
@@ -1179,7 +1497,7 @@ type DeleteDestinationResponse struct {
 
 func (x *DeleteDestinationResponse) Reset() {
 	*x = DeleteDestinationResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1509,7 @@ func (x *DeleteDestinationResponse) String() string {
 func (*DeleteDestinationResponse) ProtoMessage() {}
 
 func (x *DeleteDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1522,7 @@ func (x *DeleteDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDestinationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 type CreateSyncRequest struct {
@@ -1216,7 +1534,7 @@ type CreateSyncRequest struct {
 
 func (x *CreateSyncRequest) Reset() {
 	*x = CreateSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1546,7 @@ func (x *CreateSyncRequest) String() string {
 func (*CreateSyncRequest) ProtoMessage() {}
 
 func (x *CreateSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1559,7 @@ func (x *CreateSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSyncRequest.ProtoReflect.Descriptor instead.
 func (*CreateSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateSyncRequest) GetSync() *Sync {
@@ -1260,7 +1578,7 @@ type CreateSyncResponse struct {
 
 func (x *CreateSyncResponse) Reset() {
 	*x = CreateSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1590,7 @@ func (x *CreateSyncResponse) String() string {
 func (*CreateSyncResponse) ProtoMessage() {}
 
 func (x *CreateSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1603,7 @@ func (x *CreateSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSyncResponse.ProtoReflect.Descriptor instead.
 func (*CreateSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateSyncResponse) GetSync() *Sync {
@@ -1304,7 +1622,7 @@ type GetSyncRequest struct {
 
 func (x *GetSyncRequest) Reset() {
 	*x = GetSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1634,7 @@ func (x *GetSyncRequest) String() string {
 func (*GetSyncRequest) ProtoMessage() {}
 
 func (x *GetSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1647,7 @@ func (x *GetSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncRequest.ProtoReflect.Descriptor instead.
 func (*GetSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetSyncRequest) GetName() string {
@@ -1352,7 +1670,7 @@ type GetSyncResponse struct {
 
 func (x *GetSyncResponse) Reset() {
 	*x = GetSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1682,7 @@ func (x *GetSyncResponse) String() string {
 func (*GetSyncResponse) ProtoMessage() {}
 
 func (x *GetSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1695,7 @@ func (x *GetSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncResponse.ProtoReflect.Descriptor instead.
 func (*GetSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetSyncResponse) GetSync() *Sync {
@@ -1409,7 +1727,7 @@ type ListSyncsRequest struct {
 
 func (x *ListSyncsRequest) Reset() {
 	*x = ListSyncsRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1739,7 @@ func (x *ListSyncsRequest) String() string {
 func (*ListSyncsRequest) ProtoMessage() {}
 
 func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1752,7 @@ func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncsRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type ListSyncsResponse struct {
@@ -1446,7 +1764,7 @@ type ListSyncsResponse struct {
 
 func (x *ListSyncsResponse) Reset() {
 	*x = ListSyncsResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1776,7 @@ func (x *ListSyncsResponse) String() string {
 func (*ListSyncsResponse) ProtoMessage() {}
 
 func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1789,7 @@ func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncsResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListSyncsResponse) GetSyncs() []*Sync {
@@ -1490,7 +1808,7 @@ type UpdateSyncRequest struct {
 
 func (x *UpdateSyncRequest) Reset() {
 	*x = UpdateSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1820,7 @@ func (x *UpdateSyncRequest) String() string {
 func (*UpdateSyncRequest) ProtoMessage() {}
 
 func (x *UpdateSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1833,7 @@ func (x *UpdateSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSyncRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateSyncRequest) GetSync() *Sync {
@@ -1534,7 +1852,7 @@ type UpdateSyncResponse struct {
 
 func (x *UpdateSyncResponse) Reset() {
 	*x = UpdateSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1864,7 @@ func (x *UpdateSyncResponse) String() string {
 func (*UpdateSyncResponse) ProtoMessage() {}
 
 func (x *UpdateSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1877,7 @@ func (x *UpdateSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSyncResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateSyncResponse) GetSync() *Sync {
@@ -1578,7 +1896,7 @@ type DeleteSyncRequest struct {
 
 func (x *DeleteSyncRequest) Reset() {
 	*x = DeleteSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1908,7 @@ func (x *DeleteSyncRequest) String() string {
 func (*DeleteSyncRequest) ProtoMessage() {}
 
 func (x *DeleteSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1921,7 @@ func (x *DeleteSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSyncRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteSyncRequest) GetName() string {
@@ -1621,7 +1939,7 @@ type DeleteSyncResponse struct {
 
 func (x *DeleteSyncResponse) Reset() {
 	*x = DeleteSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1951,7 @@ func (x *DeleteSyncResponse) String() string {
 func (*DeleteSyncResponse) ProtoMessage() {}
 
 func (x *DeleteSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1964,7 @@ func (x *DeleteSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSyncResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 type ApplyRequest struct {
@@ -1662,7 +1980,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1992,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +2005,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ApplyRequest) GetSources() []*Source {
@@ -1734,7 +2052,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +2064,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +2077,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Change) GetKind() string {
@@ -1800,7 +2118,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2130,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2143,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ApplyResponse) GetChanges() []*Change {
@@ -1844,7 +2162,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2174,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2187,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TriggerRunRequest) GetSync() string {
@@ -1888,7 +2206,7 @@ type TriggerRunResponse struct {
 
 func (x *TriggerRunResponse) Reset() {
 	*x = TriggerRunResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2218,7 @@ func (x *TriggerRunResponse) String() string {
 func (*TriggerRunResponse) ProtoMessage() {}
 
 func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2231,7 @@ func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunResponse.ProtoReflect.Descriptor instead.
 func (*TriggerRunResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TriggerRunResponse) GetRun() *Run {
@@ -1932,7 +2250,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2262,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2275,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1976,7 +2294,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2306,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2319,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -2023,7 +2341,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2353,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2366,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListRunsRequest) GetSync() string {
@@ -2074,7 +2392,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2404,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2417,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -2120,7 +2438,7 @@ type ListFailuresRequest struct {
 
 func (x *ListFailuresRequest) Reset() {
 	*x = ListFailuresRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2450,7 @@ func (x *ListFailuresRequest) String() string {
 func (*ListFailuresRequest) ProtoMessage() {}
 
 func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2463,7 @@ func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresRequest.ProtoReflect.Descriptor instead.
 func (*ListFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListFailuresRequest) GetRunId() string {
@@ -2178,7 +2496,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2508,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2521,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Failure) GetKey() string {
@@ -2245,7 +2563,7 @@ type ListFailuresResponse struct {
 
 func (x *ListFailuresResponse) Reset() {
 	*x = ListFailuresResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2575,7 @@ func (x *ListFailuresResponse) String() string {
 func (*ListFailuresResponse) ProtoMessage() {}
 
 func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2588,7 @@ func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresResponse.ProtoReflect.Descriptor instead.
 func (*ListFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListFailuresResponse) GetFailures() []*Failure {
@@ -2299,7 +2617,7 @@ type Planned struct {
 
 func (x *Planned) Reset() {
 	*x = Planned{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2629,7 @@ func (x *Planned) String() string {
 func (*Planned) ProtoMessage() {}
 
 func (x *Planned) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2642,7 @@ func (x *Planned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Planned.ProtoReflect.Descriptor instead.
 func (*Planned) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Planned) GetAdds() int64 {
@@ -2350,17 +2668,19 @@ func (x *Planned) GetDeletes() int64 {
 
 // Outcome counts final results.
 type Outcome struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Delivered     int64                  `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	Failed        int64                  `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
-	Vanished      int64                  `protobuf:"varint,3,opt,name=vanished,proto3" json:"vanished,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Delivered int64                  `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Failed    int64                  `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	Vanished  int64                  `protobuf:"varint,3,opt,name=vanished,proto3" json:"vanished,omitempty"`
+	// Records the transformation dropped.
+	Filtered      int64 `protobuf:"varint,10,opt,name=filtered,proto3" json:"filtered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2692,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2705,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Outcome) GetDelivered() int64 {
@@ -2405,6 +2725,13 @@ func (x *Outcome) GetFailed() int64 {
 func (x *Outcome) GetVanished() int64 {
 	if x != nil {
 		return x.Vanished
+	}
+	return 0
+}
+
+func (x *Outcome) GetFiltered() int64 {
+	if x != nil {
+		return x.Filtered
 	}
 	return 0
 }
@@ -2436,15 +2763,27 @@ type Run struct {
 	// paused_from is the state a paused run resumes in.
 	PausedFrom string `protobuf:"bytes,16,opt,name=paused_from,json=pausedFrom,proto3" json:"paused_from,omitempty"`
 	// safety_stop says why the run waits (or waited) for approval.
-	SafetyStop    string                 `protobuf:"bytes,17,opt,name=safety_stop,json=safetyStop,proto3" json:"safety_stop,omitempty"`
-	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	SafetyStop string                 `protobuf:"bytes,17,opt,name=safety_stop,json=safetyStop,proto3" json:"safety_stop,omitempty"`
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	// Requests delivery retried (transient failures, 429s).
+	Retries int64 `protobuf:"varint,19,opt,name=retries,proto3" json:"retries,omitempty"`
+	// Time spent in each phase the run went through, in order.
+	Phases []*PhaseDuration `protobuf:"bytes,20,rep,name=phases,proto3" json:"phases,omitempty"`
+	// Records a transformation added by fanning records out.
+	Fanout int64 `protobuf:"varint,30,opt,name=fanout,proto3" json:"fanout,omitempty"`
+	// The version of the transformation the run used, if any.
+	TransformationVersion string `protobuf:"bytes,31,opt,name=transformation_version,json=transformationVersion,proto3" json:"transformation_version,omitempty"`
+	// Rows of the snapshot the run was diffed against.
+	PreviousRows int64 `protobuf:"varint,21,opt,name=previous_rows,json=previousRows,proto3" json:"previous_rows,omitempty"`
+	// A dry run (ebb sync plan) sent nothing and committed nothing.
+	DryRun        bool `protobuf:"varint,22,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2795,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2808,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Run) GetId() string {
@@ -2598,6 +2937,101 @@ func (x *Run) GetApprovedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Run) GetRetries() int64 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *Run) GetPhases() []*PhaseDuration {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+func (x *Run) GetFanout() int64 {
+	if x != nil {
+		return x.Fanout
+	}
+	return 0
+}
+
+func (x *Run) GetTransformationVersion() string {
+	if x != nil {
+		return x.TransformationVersion
+	}
+	return ""
+}
+
+func (x *Run) GetPreviousRows() int64 {
+	if x != nil {
+		return x.PreviousRows
+	}
+	return 0
+}
+
+func (x *Run) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// PhaseDuration is the time a run spent in one phase (pauses included).
+type PhaseDuration struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phase         string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	Duration      *durationpb.Duration   `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PhaseDuration) Reset() {
+	*x = PhaseDuration{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PhaseDuration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PhaseDuration) ProtoMessage() {}
+
+func (x *PhaseDuration) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PhaseDuration.ProtoReflect.Descriptor instead.
+func (*PhaseDuration) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *PhaseDuration) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *PhaseDuration) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
 type ListQuarantineRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sync          string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
@@ -2607,7 +3041,7 @@ type ListQuarantineRequest struct {
 
 func (x *ListQuarantineRequest) Reset() {
 	*x = ListQuarantineRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +3053,7 @@ func (x *ListQuarantineRequest) String() string {
 func (*ListQuarantineRequest) ProtoMessage() {}
 
 func (x *ListQuarantineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +3066,7 @@ func (x *ListQuarantineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQuarantineRequest.ProtoReflect.Descriptor instead.
 func (*ListQuarantineRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListQuarantineRequest) GetSync() string {
@@ -2659,7 +3093,7 @@ type QuarantineEntry struct {
 
 func (x *QuarantineEntry) Reset() {
 	*x = QuarantineEntry{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +3105,7 @@ func (x *QuarantineEntry) String() string {
 func (*QuarantineEntry) ProtoMessage() {}
 
 func (x *QuarantineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +3118,7 @@ func (x *QuarantineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantineEntry.ProtoReflect.Descriptor instead.
 func (*QuarantineEntry) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *QuarantineEntry) GetKey() string {
@@ -2738,7 +3172,7 @@ type ListQuarantineResponse struct {
 
 func (x *ListQuarantineResponse) Reset() {
 	*x = ListQuarantineResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +3184,7 @@ func (x *ListQuarantineResponse) String() string {
 func (*ListQuarantineResponse) ProtoMessage() {}
 
 func (x *ListQuarantineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +3197,7 @@ func (x *ListQuarantineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQuarantineResponse.ProtoReflect.Descriptor instead.
 func (*ListQuarantineResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListQuarantineResponse) GetEntries() []*QuarantineEntry {
@@ -2785,7 +3219,7 @@ type RetryQuarantinedRequest struct {
 
 func (x *RetryQuarantinedRequest) Reset() {
 	*x = RetryQuarantinedRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3231,7 @@ func (x *RetryQuarantinedRequest) String() string {
 func (*RetryQuarantinedRequest) ProtoMessage() {}
 
 func (x *RetryQuarantinedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3244,7 @@ func (x *RetryQuarantinedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryQuarantinedRequest.ProtoReflect.Descriptor instead.
 func (*RetryQuarantinedRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RetryQuarantinedRequest) GetSync() string {
@@ -2839,7 +3273,7 @@ type RetryQuarantinedResponse struct {
 
 func (x *RetryQuarantinedResponse) Reset() {
 	*x = RetryQuarantinedResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3285,7 @@ func (x *RetryQuarantinedResponse) String() string {
 func (*RetryQuarantinedResponse) ProtoMessage() {}
 
 func (x *RetryQuarantinedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3298,7 @@ func (x *RetryQuarantinedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryQuarantinedResponse.ProtoReflect.Descriptor instead.
 func (*RetryQuarantinedResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RetryQuarantinedResponse) GetReleased() int32 {
@@ -2890,7 +3324,7 @@ type PauseSyncRequest struct {
 
 func (x *PauseSyncRequest) Reset() {
 	*x = PauseSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3336,7 @@ func (x *PauseSyncRequest) String() string {
 func (*PauseSyncRequest) ProtoMessage() {}
 
 func (x *PauseSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[55]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3349,7 @@ func (x *PauseSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSyncRequest.ProtoReflect.Descriptor instead.
 func (*PauseSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PauseSyncRequest) GetSync() string {
@@ -2935,7 +3369,7 @@ type PauseSyncResponse struct {
 
 func (x *PauseSyncResponse) Reset() {
 	*x = PauseSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3381,7 @@ func (x *PauseSyncResponse) String() string {
 func (*PauseSyncResponse) ProtoMessage() {}
 
 func (x *PauseSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[56]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3394,7 @@ func (x *PauseSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSyncResponse.ProtoReflect.Descriptor instead.
 func (*PauseSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PauseSyncResponse) GetRun() *Run {
@@ -2979,7 +3413,7 @@ type ResumeSyncRequest struct {
 
 func (x *ResumeSyncRequest) Reset() {
 	*x = ResumeSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3425,7 @@ func (x *ResumeSyncRequest) String() string {
 func (*ResumeSyncRequest) ProtoMessage() {}
 
 func (x *ResumeSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[57]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3438,7 @@ func (x *ResumeSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSyncRequest.ProtoReflect.Descriptor instead.
 func (*ResumeSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ResumeSyncRequest) GetSync() string {
@@ -3024,7 +3458,7 @@ type ResumeSyncResponse struct {
 
 func (x *ResumeSyncResponse) Reset() {
 	*x = ResumeSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3470,7 @@ func (x *ResumeSyncResponse) String() string {
 func (*ResumeSyncResponse) ProtoMessage() {}
 
 func (x *ResumeSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[58]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3483,7 @@ func (x *ResumeSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSyncResponse.ProtoReflect.Descriptor instead.
 func (*ResumeSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ResumeSyncResponse) GetRun() *Run {
@@ -3068,7 +3502,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3514,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[59]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3527,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -3112,7 +3546,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3558,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[60]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3571,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -3156,7 +3590,7 @@ type ApproveRunRequest struct {
 
 func (x *ApproveRunRequest) Reset() {
 	*x = ApproveRunRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3602,7 @@ func (x *ApproveRunRequest) String() string {
 func (*ApproveRunRequest) ProtoMessage() {}
 
 func (x *ApproveRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[61]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3615,7 @@ func (x *ApproveRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRunRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRunRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApproveRunRequest) GetRunId() string {
@@ -3200,7 +3634,7 @@ type ApproveRunResponse struct {
 
 func (x *ApproveRunResponse) Reset() {
 	*x = ApproveRunResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3646,7 @@ func (x *ApproveRunResponse) String() string {
 func (*ApproveRunResponse) ProtoMessage() {}
 
 func (x *ApproveRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[62]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3659,7 @@ func (x *ApproveRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRunResponse.ProtoReflect.Descriptor instead.
 func (*ApproveRunResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ApproveRunResponse) GetRun() *Run {
@@ -3235,11 +3669,884 @@ func (x *ApproveRunResponse) GetRun() *Run {
 	return nil
 }
 
+type DebugRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// Only records with this status: delivered or failed.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Only the record with these key values, joined by commas.
+	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DebugRequest) Reset() {
+	*x = DebugRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DebugRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DebugRequest) ProtoMessage() {}
+
+func (x *DebugRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DebugRequest.ProtoReflect.Descriptor instead.
+func (*DebugRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *DebugRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *DebugRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *DebugRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// DebugResponse is one record's delivery.
+type DebugResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Time        *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Sync        string                 `protobuf:"bytes,2,opt,name=sync,proto3" json:"sync,omitempty"`
+	RunId       string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Destination string                 `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"`
+	// The key's values joined by commas.
+	Key string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	Op  string `protobuf:"bytes,6,opt,name=op,proto3" json:"op,omitempty"`
+	// delivered or failed.
+	Status string `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
+	// The destination's answer for a failed record.
+	Error string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	// The mapped record as sent.
+	Payload *structpb.Struct `protobuf:"bytes,9,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The request's idempotency key.
+	Request       string  `protobuf:"bytes,10,opt,name=request,proto3" json:"request,omitempty"`
+	LatencyMs     float64 `protobuf:"fixed64,11,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	Attempts      int32   `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DebugResponse) Reset() {
+	*x = DebugResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DebugResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DebugResponse) ProtoMessage() {}
+
+func (x *DebugResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DebugResponse.ProtoReflect.Descriptor instead.
+func (*DebugResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *DebugResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DebugResponse) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetPayload() *structpb.Struct {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *DebugResponse) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *DebugResponse) GetLatencyMs() float64 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+func (x *DebugResponse) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+type TestTransformationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// Code to run instead of the sync's transformation, and its file name.
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	File string `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	// How many rows to try; 0 means 10, at most 1000.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestTransformationRequest) Reset() {
+	*x = TestTransformationRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestTransformationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestTransformationRequest) ProtoMessage() {}
+
+func (x *TestTransformationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestTransformationRequest.ProtoReflect.Descriptor instead.
+func (*TestTransformationRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *TestTransformationRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *TestTransformationRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *TestTransformationRequest) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *TestTransformationRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type TestTransformationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version of the code run.
+	Version       string                  `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Samples       []*TransformationSample `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestTransformationResponse) Reset() {
+	*x = TestTransformationResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestTransformationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestTransformationResponse) ProtoMessage() {}
+
+func (x *TestTransformationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestTransformationResponse.ProtoReflect.Descriptor instead.
+func (*TestTransformationResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *TestTransformationResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *TestTransformationResponse) GetSamples() []*TransformationSample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+// TransformationSample is one model row through the mapping and the code.
+// Records are JSON text, so numbers stay exact.
+type TransformationSample struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	KeyJson string                 `protobuf:"bytes,1,opt,name=key_json,json=keyJson,proto3" json:"key_json,omitempty"`
+	// The mapped record: what the transformation received.
+	InputJson string `protobuf:"bytes,2,opt,name=input_json,json=inputJson,proto3" json:"input_json,omitempty"`
+	// What it became: none when dropped, several when fanned out.
+	OutputsJson []string `protobuf:"bytes,3,rep,name=outputs_json,json=outputsJson,proto3" json:"outputs_json,omitempty"`
+	// Why the mapping or the transformation failed the record.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Lines the code wrote with log().
+	Logs          []string `protobuf:"bytes,5,rep,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransformationSample) Reset() {
+	*x = TransformationSample{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransformationSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransformationSample) ProtoMessage() {}
+
+func (x *TransformationSample) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransformationSample.ProtoReflect.Descriptor instead.
+func (*TransformationSample) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *TransformationSample) GetKeyJson() string {
+	if x != nil {
+		return x.KeyJson
+	}
+	return ""
+}
+
+func (x *TransformationSample) GetInputJson() string {
+	if x != nil {
+		return x.InputJson
+	}
+	return ""
+}
+
+func (x *TransformationSample) GetOutputsJson() []string {
+	if x != nil {
+		return x.OutputsJson
+	}
+	return nil
+}
+
+func (x *TransformationSample) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TransformationSample) GetLogs() []string {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+type PlanSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// Records to show per operation (default 5).
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Every record instead of a sample.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSyncRequest) Reset() {
+	*x = PlanSyncRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSyncRequest) ProtoMessage() {}
+
+func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSyncRequest.ProtoReflect.Descriptor instead.
+func (*PlanSyncRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PlanSyncRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *PlanSyncRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *PlanSyncRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type PlanSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*PlanSyncResponse_Summary
+	//	*PlanSyncResponse_Record
+	Item          isPlanSyncResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSyncResponse) Reset() {
+	*x = PlanSyncResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSyncResponse) ProtoMessage() {}
+
+func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
+func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *PlanSyncResponse) GetItem() isPlanSyncResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetSummary() *PlanSummary {
+	if x != nil {
+		if x, ok := x.Item.(*PlanSyncResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+func (x *PlanSyncResponse) GetRecord() *PlannedRecord {
+	if x != nil {
+		if x, ok := x.Item.(*PlanSyncResponse_Record); ok {
+			return x.Record
+		}
+	}
+	return nil
+}
+
+type isPlanSyncResponse_Item interface {
+	isPlanSyncResponse_Item()
+}
+
+type PlanSyncResponse_Summary struct {
+	Summary *PlanSummary `protobuf:"bytes,1,opt,name=summary,proto3,oneof"`
+}
+
+type PlanSyncResponse_Record struct {
+	Record *PlannedRecord `protobuf:"bytes,2,opt,name=record,proto3,oneof"`
+}
+
+func (*PlanSyncResponse_Summary) isPlanSyncResponse_Item() {}
+
+func (*PlanSyncResponse_Record) isPlanSyncResponse_Item() {}
+
+// PlanSummary is what a plan found.
+type PlanSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dry run: planned counts, safety_stop, failures (see ListFailures).
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// Whether the snapshot keeps the old values of changed rows, so a plan
+	// can show which fields change. Ebb's snapshots keep row hashes only.
+	ValuesKept    bool `protobuf:"varint,2,opt,name=values_kept,json=valuesKept,proto3" json:"values_kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanSummary) Reset() {
+	*x = PlanSummary{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanSummary) ProtoMessage() {}
+
+func (x *PlanSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanSummary.ProtoReflect.Descriptor instead.
+func (*PlanSummary) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *PlanSummary) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *PlanSummary) GetValuesKept() bool {
+	if x != nil {
+		return x.ValuesKept
+	}
+	return false
+}
+
+// PlannedRecord is one record exactly as the destination would receive it.
+type PlannedRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// upsert, update, insert or delete.
+	Op string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	// added, changed or deleted: what the diff found.
+	Change string `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// The key's values joined by commas.
+	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// The mapped and transformed payload as JSON, exact as sent (numbers
+	// keep every digit); empty for deletes.
+	Payload       string `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlannedRecord) Reset() {
+	*x = PlannedRecord{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlannedRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlannedRecord) ProtoMessage() {}
+
+func (x *PlannedRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlannedRecord.ProtoReflect.Descriptor instead.
+func (*PlannedRecord) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *PlannedRecord) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *PlannedRecord) GetChange() string {
+	if x != nil {
+		return x.Change
+	}
+	return ""
+}
+
+func (x *PlannedRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PlannedRecord) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+type FindRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	// The key's values joined by commas, as `ebb runs failures` prints them.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// At most this many events (default 50).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindRecordRequest) Reset() {
+	*x = FindRecordRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindRecordRequest) ProtoMessage() {}
+
+func (x *FindRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindRecordRequest.ProtoReflect.Descriptor instead.
+func (*FindRecordRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *FindRecordRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *FindRecordRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FindRecordRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type FindRecordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RecordEvent         `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindRecordResponse) Reset() {
+	*x = FindRecordResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindRecordResponse) ProtoMessage() {}
+
+func (x *FindRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindRecordResponse.ProtoReflect.Descriptor instead.
+func (*FindRecordResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *FindRecordResponse) GetEvents() []*RecordEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// RecordEvent is one outcome of a record in one run.
+type RecordEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	Op    string                 `protobuf:"bytes,3,opt,name=op,proto3" json:"op,omitempty"`
+	// delivered, failed, vanished or filtered.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// The destination's answer: "ok" or its error.
+	Response string `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
+	// A fingerprint of the payload sent: it changes when what was sent did.
+	PayloadHash   string `protobuf:"bytes,6,opt,name=payload_hash,json=payloadHash,proto3" json:"payload_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEvent) Reset() {
+	*x = RecordEvent{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEvent) ProtoMessage() {}
+
+func (x *RecordEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
+func (*RecordEvent) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *RecordEvent) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RecordEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RecordEvent) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *RecordEvent) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *RecordEvent) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *RecordEvent) GetPayloadHash() string {
+	if x != nil {
+		return x.PayloadHash
+	}
+	return ""
+}
+
 var File_ebb_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18ebb/admin/v1/admin.proto\x12\febb.admin.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n" +
+	"\x18ebb/admin/v1/admin.proto\x12\febb.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n" +
 	"\x06Source\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12/\n" +
@@ -3251,11 +4558,24 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x05Model\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12\x1f\n" +
 	"\vprimary_key\x18\x02 \x03(\tR\n" +
-	"primaryKey\"[\n" +
+	"primaryKey\"\x8e\x02\n" +
 	"\aMapping\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12,\n" +
 	"\x05const\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05const\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"\xe0\x01\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1a\n" +
+	"\btemplate\x18\x04 \x01(\tR\btemplate\x12\x12\n" +
+	"\x04cast\x18\x05 \x01(\tR\x04cast\x12\x16\n" +
+	"\x06format\x18\x06 \x01(\tR\x06format\x120\n" +
+	"\adefault\x18\a \x01(\v2\x16.google.protobuf.ValueR\adefault\x12\x1b\n" +
+	"\tomit_null\x18\b \x01(\bR\bomitNull\x12\x1a\n" +
+	"\brequired\x18\t \x01(\bR\brequired\"\x9b\x01\n" +
+	"\x0eTransformation\x12\x12\n" +
+	"\x04file\x18\x01 \x01(\tR\x04file\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x05R\ttimeoutMs\x12(\n" +
+	"\x10max_output_bytes\x18\x05 \x01(\x05R\x0emaxOutputBytes\"\xac\x03\n" +
 	"\x04Sync\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12 \n" +
@@ -3263,7 +4583,25 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x05model\x18\x04 \x01(\v2\x13.ebb.admin.v1.ModelR\x05model\x12\x12\n" +
 	"\x04mode\x18\x05 \x01(\tR\x04mode\x12/\n" +
 	"\amapping\x18\x06 \x03(\v2\x15.ebb.admin.v1.MappingR\amapping\x12\x1a\n" +
-	"\bschedule\x18\a \x01(\tR\bschedule\"C\n" +
+	"\bschedule\x18\a \x01(\tR\bschedule\x12)\n" +
+	"\x10quarantine_after\x18\b \x01(\x05R\x0fquarantineAfter\x12,\n" +
+	"\x06safety\x18\t \x01(\v2\x14.ebb.admin.v1.SafetyR\x06safety\x12+\n" +
+	"\x06alerts\x18\n" +
+	" \x03(\v2\x13.ebb.admin.v1.AlertR\x06alerts\x12D\n" +
+	"\x0etransformation\x18\x14 \x01(\v2\x1c.ebb.admin.v1.TransformationR\x0etransformation\"\xbd\x01\n" +
+	"\x06Safety\x12-\n" +
+	"\x10max_delete_share\x18\x01 \x01(\x01H\x00R\x0emaxDeleteShare\x88\x01\x01\x12-\n" +
+	"\x10max_change_share\x18\x02 \x01(\x01H\x01R\x0emaxChangeShare\x88\x01\x01\x12\x1e\n" +
+	"\bmin_rows\x18\x03 \x01(\x03H\x02R\aminRows\x88\x01\x01B\x13\n" +
+	"\x11_max_delete_shareB\x13\n" +
+	"\x11_max_change_shareB\v\n" +
+	"\t_min_rows\"s\n" +
+	"\x05Alert\x12\x0e\n" +
+	"\x02on\x18\x01 \x01(\tR\x02on\x12\x14\n" +
+	"\x05share\x18\x02 \x01(\x01R\x05share\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x18\n" +
+	"\awebhook\x18\x04 \x01(\tR\awebhook\x12\x14\n" +
+	"\x05slack\x18\x05 \x01(\tR\x05slack\"C\n" +
 	"\x13CreateSourceRequest\x12,\n" +
 	"\x06source\x18\x01 \x01(\v2\x14.ebb.admin.v1.SourceR\x06source\"D\n" +
 	"\x14CreateSourceResponse\x12,\n" +
@@ -3359,11 +4697,13 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aPlanned\x12\x12\n" +
 	"\x04adds\x18\x01 \x01(\x03R\x04adds\x12\x18\n" +
 	"\achanges\x18\x02 \x01(\x03R\achanges\x12\x18\n" +
-	"\adeletes\x18\x03 \x01(\x03R\adeletes\"[\n" +
+	"\adeletes\x18\x03 \x01(\x03R\adeletes\"w\n" +
 	"\aOutcome\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x03R\tdelivered\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
-	"\bvanished\x18\x03 \x01(\x03R\bvanished\"\xbe\x05\n" +
+	"\bvanished\x18\x03 \x01(\x03R\bvanished\x12\x1a\n" +
+	"\bfiltered\x18\n" +
+	" \x01(\x03R\bfiltered\"\x9a\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -3390,7 +4730,16 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\vsafety_stop\x18\x11 \x01(\tR\n" +
 	"safetyStop\x12;\n" +
 	"\vapproved_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"approvedAt\"+\n" +
+	"approvedAt\x12\x18\n" +
+	"\aretries\x18\x13 \x01(\x03R\aretries\x123\n" +
+	"\x06phases\x18\x14 \x03(\v2\x1b.ebb.admin.v1.PhaseDurationR\x06phases\x12\x16\n" +
+	"\x06fanout\x18\x1e \x01(\x03R\x06fanout\x125\n" +
+	"\x16transformation_version\x18\x1f \x01(\tR\x15transformationVersion\x12#\n" +
+	"\rprevious_rows\x18\x15 \x01(\x03R\fpreviousRows\x12\x17\n" +
+	"\adry_run\x18\x16 \x01(\bR\x06dryRun\"\\\n" +
+	"\rPhaseDuration\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"+\n" +
 	"\x15ListQuarantineRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\"\xce\x01\n" +
 	"\x0fQuarantineEntry\x12\x10\n" +
@@ -3424,7 +4773,71 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x11ApproveRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n" +
 	"\x12ApproveRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run2\xa8\x11\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"L\n" +
+	"\fDebugRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"\xe4\x02\n" +
+	"\rDebugResponse\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12 \n" +
+	"\vdestination\x18\x04 \x01(\tR\vdestination\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12\x0e\n" +
+	"\x02op\x18\x06 \x01(\tR\x02op\x12\x16\n" +
+	"\x06status\x18\a \x01(\tR\x06status\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x121\n" +
+	"\apayload\x18\t \x01(\v2\x17.google.protobuf.StructR\apayload\x12\x18\n" +
+	"\arequest\x18\n" +
+	" \x01(\tR\arequest\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\v \x01(\x01R\tlatencyMs\x12\x1a\n" +
+	"\battempts\x18\f \x01(\x05R\battempts\"m\n" +
+	"\x19TestTransformationRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"t\n" +
+	"\x1aTestTransformationResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12<\n" +
+	"\asamples\x18\x02 \x03(\v2\".ebb.admin.v1.TransformationSampleR\asamples\"\x9d\x01\n" +
+	"\x14TransformationSample\x12\x19\n" +
+	"\bkey_json\x18\x01 \x01(\tR\akeyJson\x12\x1d\n" +
+	"\n" +
+	"input_json\x18\x02 \x01(\tR\tinputJson\x12!\n" +
+	"\foutputs_json\x18\x03 \x03(\tR\voutputsJson\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x12\n" +
+	"\x04logs\x18\x05 \x03(\tR\x04logs\"M\n" +
+	"\x0fPlanSyncRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"\x88\x01\n" +
+	"\x10PlanSyncResponse\x125\n" +
+	"\asummary\x18\x01 \x01(\v2\x19.ebb.admin.v1.PlanSummaryH\x00R\asummary\x125\n" +
+	"\x06record\x18\x02 \x01(\v2\x1b.ebb.admin.v1.PlannedRecordH\x00R\x06recordB\x06\n" +
+	"\x04item\"S\n" +
+	"\vPlanSummary\x12#\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\x12\x1f\n" +
+	"\vvalues_kept\x18\x02 \x01(\bR\n" +
+	"valuesKept\"c\n" +
+	"\rPlannedRecord\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x16\n" +
+	"\x06change\x18\x02 \x01(\tR\x06change\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\tR\apayload\"O\n" +
+	"\x11FindRecordRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"G\n" +
+	"\x12FindRecordResponse\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.ebb.admin.v1.RecordEventR\x06events\"\xb7\x01\n" +
+	"\vRecordEvent\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x0e\n" +
+	"\x02op\x18\x03 \x01(\tR\x02op\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
+	"\bresponse\x18\x05 \x01(\tR\bresponse\x12!\n" +
+	"\fpayload_hash\x18\x06 \x01(\tR\vpayloadHash2\xf3\x13\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -3457,7 +4870,12 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"ResumeSync\x12\x1f.ebb.admin.v1.ResumeSyncRequest\x1a .ebb.admin.v1.ResumeSyncResponse\x12L\n" +
 	"\tCancelRun\x12\x1e.ebb.admin.v1.CancelRunRequest\x1a\x1f.ebb.admin.v1.CancelRunResponse\x12O\n" +
 	"\n" +
-	"ApproveRun\x12\x1f.ebb.admin.v1.ApproveRunRequest\x1a .ebb.admin.v1.ApproveRunResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
+	"ApproveRun\x12\x1f.ebb.admin.v1.ApproveRunRequest\x1a .ebb.admin.v1.ApproveRunResponse\x12B\n" +
+	"\x05Debug\x12\x1a.ebb.admin.v1.DebugRequest\x1a\x1b.ebb.admin.v1.DebugResponse0\x01\x12K\n" +
+	"\bPlanSync\x12\x1d.ebb.admin.v1.PlanSyncRequest\x1a\x1e.ebb.admin.v1.PlanSyncResponse0\x01\x12O\n" +
+	"\n" +
+	"FindRecord\x12\x1f.ebb.admin.v1.FindRecordRequest\x1a .ebb.admin.v1.FindRecordResponse\x12g\n" +
+	"\x12TestTransformation\x12'.ebb.admin.v1.TestTransformationRequest\x1a(.ebb.admin.v1.TestTransformationResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_ebb_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3471,179 +4889,218 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
-	(*Source)(nil),                    // 0: ebb.admin.v1.Source
-	(*Destination)(nil),               // 1: ebb.admin.v1.Destination
-	(*Model)(nil),                     // 2: ebb.admin.v1.Model
-	(*Mapping)(nil),                   // 3: ebb.admin.v1.Mapping
-	(*Sync)(nil),                      // 4: ebb.admin.v1.Sync
-	(*CreateSourceRequest)(nil),       // 5: ebb.admin.v1.CreateSourceRequest
-	(*CreateSourceResponse)(nil),      // 6: ebb.admin.v1.CreateSourceResponse
-	(*GetSourceRequest)(nil),          // 7: ebb.admin.v1.GetSourceRequest
-	(*GetSourceResponse)(nil),         // 8: ebb.admin.v1.GetSourceResponse
-	(*ListSourcesRequest)(nil),        // 9: ebb.admin.v1.ListSourcesRequest
-	(*ListSourcesResponse)(nil),       // 10: ebb.admin.v1.ListSourcesResponse
-	(*UpdateSourceRequest)(nil),       // 11: ebb.admin.v1.UpdateSourceRequest
-	(*UpdateSourceResponse)(nil),      // 12: ebb.admin.v1.UpdateSourceResponse
-	(*DeleteSourceRequest)(nil),       // 13: ebb.admin.v1.DeleteSourceRequest
-	(*DeleteSourceResponse)(nil),      // 14: ebb.admin.v1.DeleteSourceResponse
-	(*CreateDestinationRequest)(nil),  // 15: ebb.admin.v1.CreateDestinationRequest
-	(*CreateDestinationResponse)(nil), // 16: ebb.admin.v1.CreateDestinationResponse
-	(*GetDestinationRequest)(nil),     // 17: ebb.admin.v1.GetDestinationRequest
-	(*GetDestinationResponse)(nil),    // 18: ebb.admin.v1.GetDestinationResponse
-	(*ListDestinationsRequest)(nil),   // 19: ebb.admin.v1.ListDestinationsRequest
-	(*ListDestinationsResponse)(nil),  // 20: ebb.admin.v1.ListDestinationsResponse
-	(*UpdateDestinationRequest)(nil),  // 21: ebb.admin.v1.UpdateDestinationRequest
-	(*UpdateDestinationResponse)(nil), // 22: ebb.admin.v1.UpdateDestinationResponse
-	(*DeleteDestinationRequest)(nil),  // 23: ebb.admin.v1.DeleteDestinationRequest
-	(*DeleteDestinationResponse)(nil), // 24: ebb.admin.v1.DeleteDestinationResponse
-	(*CreateSyncRequest)(nil),         // 25: ebb.admin.v1.CreateSyncRequest
-	(*CreateSyncResponse)(nil),        // 26: ebb.admin.v1.CreateSyncResponse
-	(*GetSyncRequest)(nil),            // 27: ebb.admin.v1.GetSyncRequest
-	(*GetSyncResponse)(nil),           // 28: ebb.admin.v1.GetSyncResponse
-	(*ListSyncsRequest)(nil),          // 29: ebb.admin.v1.ListSyncsRequest
-	(*ListSyncsResponse)(nil),         // 30: ebb.admin.v1.ListSyncsResponse
-	(*UpdateSyncRequest)(nil),         // 31: ebb.admin.v1.UpdateSyncRequest
-	(*UpdateSyncResponse)(nil),        // 32: ebb.admin.v1.UpdateSyncResponse
-	(*DeleteSyncRequest)(nil),         // 33: ebb.admin.v1.DeleteSyncRequest
-	(*DeleteSyncResponse)(nil),        // 34: ebb.admin.v1.DeleteSyncResponse
-	(*ApplyRequest)(nil),              // 35: ebb.admin.v1.ApplyRequest
-	(*Change)(nil),                    // 36: ebb.admin.v1.Change
-	(*ApplyResponse)(nil),             // 37: ebb.admin.v1.ApplyResponse
-	(*TriggerRunRequest)(nil),         // 38: ebb.admin.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),        // 39: ebb.admin.v1.TriggerRunResponse
-	(*GetRunRequest)(nil),             // 40: ebb.admin.v1.GetRunRequest
-	(*GetRunResponse)(nil),            // 41: ebb.admin.v1.GetRunResponse
-	(*ListRunsRequest)(nil),           // 42: ebb.admin.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),          // 43: ebb.admin.v1.ListRunsResponse
-	(*ListFailuresRequest)(nil),       // 44: ebb.admin.v1.ListFailuresRequest
-	(*Failure)(nil),                   // 45: ebb.admin.v1.Failure
-	(*ListFailuresResponse)(nil),      // 46: ebb.admin.v1.ListFailuresResponse
-	(*Planned)(nil),                   // 47: ebb.admin.v1.Planned
-	(*Outcome)(nil),                   // 48: ebb.admin.v1.Outcome
-	(*Run)(nil),                       // 49: ebb.admin.v1.Run
-	(*ListQuarantineRequest)(nil),     // 50: ebb.admin.v1.ListQuarantineRequest
-	(*QuarantineEntry)(nil),           // 51: ebb.admin.v1.QuarantineEntry
-	(*ListQuarantineResponse)(nil),    // 52: ebb.admin.v1.ListQuarantineResponse
-	(*RetryQuarantinedRequest)(nil),   // 53: ebb.admin.v1.RetryQuarantinedRequest
-	(*RetryQuarantinedResponse)(nil),  // 54: ebb.admin.v1.RetryQuarantinedResponse
-	(*PauseSyncRequest)(nil),          // 55: ebb.admin.v1.PauseSyncRequest
-	(*PauseSyncResponse)(nil),         // 56: ebb.admin.v1.PauseSyncResponse
-	(*ResumeSyncRequest)(nil),         // 57: ebb.admin.v1.ResumeSyncRequest
-	(*ResumeSyncResponse)(nil),        // 58: ebb.admin.v1.ResumeSyncResponse
-	(*CancelRunRequest)(nil),          // 59: ebb.admin.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),         // 60: ebb.admin.v1.CancelRunResponse
-	(*ApproveRunRequest)(nil),         // 61: ebb.admin.v1.ApproveRunRequest
-	(*ApproveRunResponse)(nil),        // 62: ebb.admin.v1.ApproveRunResponse
-	(*structpb.Struct)(nil),           // 63: google.protobuf.Struct
-	(*structpb.Value)(nil),            // 64: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),     // 65: google.protobuf.Timestamp
+	(*Source)(nil),                     // 0: ebb.admin.v1.Source
+	(*Destination)(nil),                // 1: ebb.admin.v1.Destination
+	(*Model)(nil),                      // 2: ebb.admin.v1.Model
+	(*Mapping)(nil),                    // 3: ebb.admin.v1.Mapping
+	(*Transformation)(nil),             // 4: ebb.admin.v1.Transformation
+	(*Sync)(nil),                       // 5: ebb.admin.v1.Sync
+	(*Safety)(nil),                     // 6: ebb.admin.v1.Safety
+	(*Alert)(nil),                      // 7: ebb.admin.v1.Alert
+	(*CreateSourceRequest)(nil),        // 8: ebb.admin.v1.CreateSourceRequest
+	(*CreateSourceResponse)(nil),       // 9: ebb.admin.v1.CreateSourceResponse
+	(*GetSourceRequest)(nil),           // 10: ebb.admin.v1.GetSourceRequest
+	(*GetSourceResponse)(nil),          // 11: ebb.admin.v1.GetSourceResponse
+	(*ListSourcesRequest)(nil),         // 12: ebb.admin.v1.ListSourcesRequest
+	(*ListSourcesResponse)(nil),        // 13: ebb.admin.v1.ListSourcesResponse
+	(*UpdateSourceRequest)(nil),        // 14: ebb.admin.v1.UpdateSourceRequest
+	(*UpdateSourceResponse)(nil),       // 15: ebb.admin.v1.UpdateSourceResponse
+	(*DeleteSourceRequest)(nil),        // 16: ebb.admin.v1.DeleteSourceRequest
+	(*DeleteSourceResponse)(nil),       // 17: ebb.admin.v1.DeleteSourceResponse
+	(*CreateDestinationRequest)(nil),   // 18: ebb.admin.v1.CreateDestinationRequest
+	(*CreateDestinationResponse)(nil),  // 19: ebb.admin.v1.CreateDestinationResponse
+	(*GetDestinationRequest)(nil),      // 20: ebb.admin.v1.GetDestinationRequest
+	(*GetDestinationResponse)(nil),     // 21: ebb.admin.v1.GetDestinationResponse
+	(*ListDestinationsRequest)(nil),    // 22: ebb.admin.v1.ListDestinationsRequest
+	(*ListDestinationsResponse)(nil),   // 23: ebb.admin.v1.ListDestinationsResponse
+	(*UpdateDestinationRequest)(nil),   // 24: ebb.admin.v1.UpdateDestinationRequest
+	(*UpdateDestinationResponse)(nil),  // 25: ebb.admin.v1.UpdateDestinationResponse
+	(*DeleteDestinationRequest)(nil),   // 26: ebb.admin.v1.DeleteDestinationRequest
+	(*DeleteDestinationResponse)(nil),  // 27: ebb.admin.v1.DeleteDestinationResponse
+	(*CreateSyncRequest)(nil),          // 28: ebb.admin.v1.CreateSyncRequest
+	(*CreateSyncResponse)(nil),         // 29: ebb.admin.v1.CreateSyncResponse
+	(*GetSyncRequest)(nil),             // 30: ebb.admin.v1.GetSyncRequest
+	(*GetSyncResponse)(nil),            // 31: ebb.admin.v1.GetSyncResponse
+	(*ListSyncsRequest)(nil),           // 32: ebb.admin.v1.ListSyncsRequest
+	(*ListSyncsResponse)(nil),          // 33: ebb.admin.v1.ListSyncsResponse
+	(*UpdateSyncRequest)(nil),          // 34: ebb.admin.v1.UpdateSyncRequest
+	(*UpdateSyncResponse)(nil),         // 35: ebb.admin.v1.UpdateSyncResponse
+	(*DeleteSyncRequest)(nil),          // 36: ebb.admin.v1.DeleteSyncRequest
+	(*DeleteSyncResponse)(nil),         // 37: ebb.admin.v1.DeleteSyncResponse
+	(*ApplyRequest)(nil),               // 38: ebb.admin.v1.ApplyRequest
+	(*Change)(nil),                     // 39: ebb.admin.v1.Change
+	(*ApplyResponse)(nil),              // 40: ebb.admin.v1.ApplyResponse
+	(*TriggerRunRequest)(nil),          // 41: ebb.admin.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),         // 42: ebb.admin.v1.TriggerRunResponse
+	(*GetRunRequest)(nil),              // 43: ebb.admin.v1.GetRunRequest
+	(*GetRunResponse)(nil),             // 44: ebb.admin.v1.GetRunResponse
+	(*ListRunsRequest)(nil),            // 45: ebb.admin.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),           // 46: ebb.admin.v1.ListRunsResponse
+	(*ListFailuresRequest)(nil),        // 47: ebb.admin.v1.ListFailuresRequest
+	(*Failure)(nil),                    // 48: ebb.admin.v1.Failure
+	(*ListFailuresResponse)(nil),       // 49: ebb.admin.v1.ListFailuresResponse
+	(*Planned)(nil),                    // 50: ebb.admin.v1.Planned
+	(*Outcome)(nil),                    // 51: ebb.admin.v1.Outcome
+	(*Run)(nil),                        // 52: ebb.admin.v1.Run
+	(*PhaseDuration)(nil),              // 53: ebb.admin.v1.PhaseDuration
+	(*ListQuarantineRequest)(nil),      // 54: ebb.admin.v1.ListQuarantineRequest
+	(*QuarantineEntry)(nil),            // 55: ebb.admin.v1.QuarantineEntry
+	(*ListQuarantineResponse)(nil),     // 56: ebb.admin.v1.ListQuarantineResponse
+	(*RetryQuarantinedRequest)(nil),    // 57: ebb.admin.v1.RetryQuarantinedRequest
+	(*RetryQuarantinedResponse)(nil),   // 58: ebb.admin.v1.RetryQuarantinedResponse
+	(*PauseSyncRequest)(nil),           // 59: ebb.admin.v1.PauseSyncRequest
+	(*PauseSyncResponse)(nil),          // 60: ebb.admin.v1.PauseSyncResponse
+	(*ResumeSyncRequest)(nil),          // 61: ebb.admin.v1.ResumeSyncRequest
+	(*ResumeSyncResponse)(nil),         // 62: ebb.admin.v1.ResumeSyncResponse
+	(*CancelRunRequest)(nil),           // 63: ebb.admin.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),          // 64: ebb.admin.v1.CancelRunResponse
+	(*ApproveRunRequest)(nil),          // 65: ebb.admin.v1.ApproveRunRequest
+	(*ApproveRunResponse)(nil),         // 66: ebb.admin.v1.ApproveRunResponse
+	(*DebugRequest)(nil),               // 67: ebb.admin.v1.DebugRequest
+	(*DebugResponse)(nil),              // 68: ebb.admin.v1.DebugResponse
+	(*TestTransformationRequest)(nil),  // 69: ebb.admin.v1.TestTransformationRequest
+	(*TestTransformationResponse)(nil), // 70: ebb.admin.v1.TestTransformationResponse
+	(*TransformationSample)(nil),       // 71: ebb.admin.v1.TransformationSample
+	(*PlanSyncRequest)(nil),            // 72: ebb.admin.v1.PlanSyncRequest
+	(*PlanSyncResponse)(nil),           // 73: ebb.admin.v1.PlanSyncResponse
+	(*PlanSummary)(nil),                // 74: ebb.admin.v1.PlanSummary
+	(*PlannedRecord)(nil),              // 75: ebb.admin.v1.PlannedRecord
+	(*FindRecordRequest)(nil),          // 76: ebb.admin.v1.FindRecordRequest
+	(*FindRecordResponse)(nil),         // 77: ebb.admin.v1.FindRecordResponse
+	(*RecordEvent)(nil),                // 78: ebb.admin.v1.RecordEvent
+	(*structpb.Struct)(nil),            // 79: google.protobuf.Struct
+	(*structpb.Value)(nil),             // 80: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),      // 81: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 82: google.protobuf.Duration
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	63, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	63, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	64, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
-	2,  // 3: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
-	3,  // 4: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
-	0,  // 5: ebb.admin.v1.CreateSourceRequest.source:type_name -> ebb.admin.v1.Source
-	0,  // 6: ebb.admin.v1.CreateSourceResponse.source:type_name -> ebb.admin.v1.Source
-	0,  // 7: ebb.admin.v1.GetSourceResponse.source:type_name -> ebb.admin.v1.Source
-	0,  // 8: ebb.admin.v1.ListSourcesResponse.sources:type_name -> ebb.admin.v1.Source
-	0,  // 9: ebb.admin.v1.UpdateSourceRequest.source:type_name -> ebb.admin.v1.Source
-	0,  // 10: ebb.admin.v1.UpdateSourceResponse.source:type_name -> ebb.admin.v1.Source
-	1,  // 11: ebb.admin.v1.CreateDestinationRequest.destination:type_name -> ebb.admin.v1.Destination
-	1,  // 12: ebb.admin.v1.CreateDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
-	1,  // 13: ebb.admin.v1.GetDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
-	1,  // 14: ebb.admin.v1.ListDestinationsResponse.destinations:type_name -> ebb.admin.v1.Destination
-	1,  // 15: ebb.admin.v1.UpdateDestinationRequest.destination:type_name -> ebb.admin.v1.Destination
-	1,  // 16: ebb.admin.v1.UpdateDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
-	4,  // 17: ebb.admin.v1.CreateSyncRequest.sync:type_name -> ebb.admin.v1.Sync
-	4,  // 18: ebb.admin.v1.CreateSyncResponse.sync:type_name -> ebb.admin.v1.Sync
-	4,  // 19: ebb.admin.v1.GetSyncResponse.sync:type_name -> ebb.admin.v1.Sync
-	4,  // 20: ebb.admin.v1.ListSyncsResponse.syncs:type_name -> ebb.admin.v1.Sync
-	4,  // 21: ebb.admin.v1.UpdateSyncRequest.sync:type_name -> ebb.admin.v1.Sync
-	4,  // 22: ebb.admin.v1.UpdateSyncResponse.sync:type_name -> ebb.admin.v1.Sync
-	0,  // 23: ebb.admin.v1.ApplyRequest.sources:type_name -> ebb.admin.v1.Source
-	1,  // 24: ebb.admin.v1.ApplyRequest.destinations:type_name -> ebb.admin.v1.Destination
-	4,  // 25: ebb.admin.v1.ApplyRequest.syncs:type_name -> ebb.admin.v1.Sync
-	36, // 26: ebb.admin.v1.ApplyResponse.changes:type_name -> ebb.admin.v1.Change
-	49, // 27: ebb.admin.v1.TriggerRunResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 28: ebb.admin.v1.GetRunResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 29: ebb.admin.v1.ListRunsResponse.runs:type_name -> ebb.admin.v1.Run
-	45, // 30: ebb.admin.v1.ListFailuresResponse.failures:type_name -> ebb.admin.v1.Failure
-	47, // 31: ebb.admin.v1.Run.planned:type_name -> ebb.admin.v1.Planned
-	48, // 32: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
-	48, // 33: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
-	48, // 34: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	65, // 35: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	65, // 36: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	65, // 37: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 38: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
-	65, // 39: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
-	51, // 40: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
-	49, // 41: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 42: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 43: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 44: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
-	49, // 45: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
-	5,  // 46: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	7,  // 47: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	9,  // 48: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	11, // 49: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	13, // 50: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	15, // 51: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	17, // 52: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	19, // 53: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	21, // 54: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	23, // 55: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	25, // 56: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	27, // 57: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	29, // 58: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	31, // 59: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	33, // 60: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	35, // 61: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	38, // 62: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	40, // 63: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	42, // 64: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	44, // 65: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	50, // 66: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
-	53, // 67: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
-	55, // 68: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
-	57, // 69: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
-	59, // 70: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
-	61, // 71: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
-	6,  // 72: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	8,  // 73: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	10, // 74: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	12, // 75: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	14, // 76: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	16, // 77: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	18, // 78: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	20, // 79: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	22, // 80: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	24, // 81: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	26, // 82: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	28, // 83: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	30, // 84: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	32, // 85: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	34, // 86: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	37, // 87: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	39, // 88: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	41, // 89: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	43, // 90: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	46, // 91: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	52, // 92: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
-	54, // 93: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
-	56, // 94: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
-	58, // 95: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
-	60, // 96: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
-	62, // 97: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
-	72, // [72:98] is the sub-list for method output_type
-	46, // [46:72] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	79, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	79, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	80, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	80, // 3: ebb.admin.v1.Mapping.default:type_name -> google.protobuf.Value
+	2,  // 4: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
+	3,  // 5: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
+	6,  // 6: ebb.admin.v1.Sync.safety:type_name -> ebb.admin.v1.Safety
+	7,  // 7: ebb.admin.v1.Sync.alerts:type_name -> ebb.admin.v1.Alert
+	4,  // 8: ebb.admin.v1.Sync.transformation:type_name -> ebb.admin.v1.Transformation
+	0,  // 9: ebb.admin.v1.CreateSourceRequest.source:type_name -> ebb.admin.v1.Source
+	0,  // 10: ebb.admin.v1.CreateSourceResponse.source:type_name -> ebb.admin.v1.Source
+	0,  // 11: ebb.admin.v1.GetSourceResponse.source:type_name -> ebb.admin.v1.Source
+	0,  // 12: ebb.admin.v1.ListSourcesResponse.sources:type_name -> ebb.admin.v1.Source
+	0,  // 13: ebb.admin.v1.UpdateSourceRequest.source:type_name -> ebb.admin.v1.Source
+	0,  // 14: ebb.admin.v1.UpdateSourceResponse.source:type_name -> ebb.admin.v1.Source
+	1,  // 15: ebb.admin.v1.CreateDestinationRequest.destination:type_name -> ebb.admin.v1.Destination
+	1,  // 16: ebb.admin.v1.CreateDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
+	1,  // 17: ebb.admin.v1.GetDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
+	1,  // 18: ebb.admin.v1.ListDestinationsResponse.destinations:type_name -> ebb.admin.v1.Destination
+	1,  // 19: ebb.admin.v1.UpdateDestinationRequest.destination:type_name -> ebb.admin.v1.Destination
+	1,  // 20: ebb.admin.v1.UpdateDestinationResponse.destination:type_name -> ebb.admin.v1.Destination
+	5,  // 21: ebb.admin.v1.CreateSyncRequest.sync:type_name -> ebb.admin.v1.Sync
+	5,  // 22: ebb.admin.v1.CreateSyncResponse.sync:type_name -> ebb.admin.v1.Sync
+	5,  // 23: ebb.admin.v1.GetSyncResponse.sync:type_name -> ebb.admin.v1.Sync
+	5,  // 24: ebb.admin.v1.ListSyncsResponse.syncs:type_name -> ebb.admin.v1.Sync
+	5,  // 25: ebb.admin.v1.UpdateSyncRequest.sync:type_name -> ebb.admin.v1.Sync
+	5,  // 26: ebb.admin.v1.UpdateSyncResponse.sync:type_name -> ebb.admin.v1.Sync
+	0,  // 27: ebb.admin.v1.ApplyRequest.sources:type_name -> ebb.admin.v1.Source
+	1,  // 28: ebb.admin.v1.ApplyRequest.destinations:type_name -> ebb.admin.v1.Destination
+	5,  // 29: ebb.admin.v1.ApplyRequest.syncs:type_name -> ebb.admin.v1.Sync
+	39, // 30: ebb.admin.v1.ApplyResponse.changes:type_name -> ebb.admin.v1.Change
+	52, // 31: ebb.admin.v1.TriggerRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 32: ebb.admin.v1.GetRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 33: ebb.admin.v1.ListRunsResponse.runs:type_name -> ebb.admin.v1.Run
+	48, // 34: ebb.admin.v1.ListFailuresResponse.failures:type_name -> ebb.admin.v1.Failure
+	50, // 35: ebb.admin.v1.Run.planned:type_name -> ebb.admin.v1.Planned
+	51, // 36: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
+	51, // 37: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
+	51, // 38: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
+	81, // 39: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	81, // 40: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	81, // 41: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	81, // 42: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
+	53, // 43: ebb.admin.v1.Run.phases:type_name -> ebb.admin.v1.PhaseDuration
+	82, // 44: ebb.admin.v1.PhaseDuration.duration:type_name -> google.protobuf.Duration
+	81, // 45: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	55, // 46: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
+	52, // 47: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 48: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 49: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 50: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 51: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
+	81, // 52: ebb.admin.v1.DebugResponse.time:type_name -> google.protobuf.Timestamp
+	79, // 53: ebb.admin.v1.DebugResponse.payload:type_name -> google.protobuf.Struct
+	71, // 54: ebb.admin.v1.TestTransformationResponse.samples:type_name -> ebb.admin.v1.TransformationSample
+	74, // 55: ebb.admin.v1.PlanSyncResponse.summary:type_name -> ebb.admin.v1.PlanSummary
+	75, // 56: ebb.admin.v1.PlanSyncResponse.record:type_name -> ebb.admin.v1.PlannedRecord
+	52, // 57: ebb.admin.v1.PlanSummary.run:type_name -> ebb.admin.v1.Run
+	78, // 58: ebb.admin.v1.FindRecordResponse.events:type_name -> ebb.admin.v1.RecordEvent
+	81, // 59: ebb.admin.v1.RecordEvent.at:type_name -> google.protobuf.Timestamp
+	8,  // 60: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	10, // 61: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	12, // 62: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	14, // 63: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	16, // 64: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	18, // 65: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	20, // 66: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	22, // 67: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	24, // 68: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	26, // 69: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	28, // 70: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	30, // 71: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	32, // 72: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	34, // 73: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	36, // 74: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	38, // 75: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	41, // 76: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	43, // 77: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	45, // 78: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	47, // 79: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	54, // 80: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	57, // 81: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	59, // 82: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
+	61, // 83: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
+	63, // 84: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
+	65, // 85: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
+	67, // 86: ebb.admin.v1.AdminService.Debug:input_type -> ebb.admin.v1.DebugRequest
+	72, // 87: ebb.admin.v1.AdminService.PlanSync:input_type -> ebb.admin.v1.PlanSyncRequest
+	76, // 88: ebb.admin.v1.AdminService.FindRecord:input_type -> ebb.admin.v1.FindRecordRequest
+	69, // 89: ebb.admin.v1.AdminService.TestTransformation:input_type -> ebb.admin.v1.TestTransformationRequest
+	9,  // 90: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	11, // 91: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	13, // 92: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	15, // 93: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	17, // 94: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	19, // 95: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	21, // 96: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	23, // 97: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	25, // 98: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	27, // 99: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	29, // 100: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	31, // 101: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	33, // 102: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	35, // 103: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	37, // 104: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	40, // 105: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	42, // 106: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	44, // 107: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	46, // 108: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	49, // 109: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	56, // 110: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	58, // 111: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	60, // 112: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
+	62, // 113: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
+	64, // 114: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
+	66, // 115: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
+	68, // 116: ebb.admin.v1.AdminService.Debug:output_type -> ebb.admin.v1.DebugResponse
+	73, // 117: ebb.admin.v1.AdminService.PlanSync:output_type -> ebb.admin.v1.PlanSyncResponse
+	77, // 118: ebb.admin.v1.AdminService.FindRecord:output_type -> ebb.admin.v1.FindRecordResponse
+	70, // 119: ebb.admin.v1.AdminService.TestTransformation:output_type -> ebb.admin.v1.TestTransformationResponse
+	90, // [90:120] is the sub-list for method output_type
+	60, // [60:90] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -3651,13 +5108,18 @@ func file_ebb_admin_v1_admin_proto_init() {
 	if File_ebb_admin_v1_admin_proto != nil {
 		return
 	}
+	file_ebb_admin_v1_admin_proto_msgTypes[6].OneofWrappers = []any{}
+	file_ebb_admin_v1_admin_proto_msgTypes[73].OneofWrappers = []any{
+		(*PlanSyncResponse_Summary)(nil),
+		(*PlanSyncResponse_Record)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,32 +19,36 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateSource_FullMethodName      = "/ebb.admin.v1.AdminService/CreateSource"
-	AdminService_GetSource_FullMethodName         = "/ebb.admin.v1.AdminService/GetSource"
-	AdminService_ListSources_FullMethodName       = "/ebb.admin.v1.AdminService/ListSources"
-	AdminService_UpdateSource_FullMethodName      = "/ebb.admin.v1.AdminService/UpdateSource"
-	AdminService_DeleteSource_FullMethodName      = "/ebb.admin.v1.AdminService/DeleteSource"
-	AdminService_CreateDestination_FullMethodName = "/ebb.admin.v1.AdminService/CreateDestination"
-	AdminService_GetDestination_FullMethodName    = "/ebb.admin.v1.AdminService/GetDestination"
-	AdminService_ListDestinations_FullMethodName  = "/ebb.admin.v1.AdminService/ListDestinations"
-	AdminService_UpdateDestination_FullMethodName = "/ebb.admin.v1.AdminService/UpdateDestination"
-	AdminService_DeleteDestination_FullMethodName = "/ebb.admin.v1.AdminService/DeleteDestination"
-	AdminService_CreateSync_FullMethodName        = "/ebb.admin.v1.AdminService/CreateSync"
-	AdminService_GetSync_FullMethodName           = "/ebb.admin.v1.AdminService/GetSync"
-	AdminService_ListSyncs_FullMethodName         = "/ebb.admin.v1.AdminService/ListSyncs"
-	AdminService_UpdateSync_FullMethodName        = "/ebb.admin.v1.AdminService/UpdateSync"
-	AdminService_DeleteSync_FullMethodName        = "/ebb.admin.v1.AdminService/DeleteSync"
-	AdminService_Apply_FullMethodName             = "/ebb.admin.v1.AdminService/Apply"
-	AdminService_TriggerRun_FullMethodName        = "/ebb.admin.v1.AdminService/TriggerRun"
-	AdminService_GetRun_FullMethodName            = "/ebb.admin.v1.AdminService/GetRun"
-	AdminService_ListRuns_FullMethodName          = "/ebb.admin.v1.AdminService/ListRuns"
-	AdminService_ListFailures_FullMethodName      = "/ebb.admin.v1.AdminService/ListFailures"
-	AdminService_ListQuarantine_FullMethodName    = "/ebb.admin.v1.AdminService/ListQuarantine"
-	AdminService_RetryQuarantined_FullMethodName  = "/ebb.admin.v1.AdminService/RetryQuarantined"
-	AdminService_PauseSync_FullMethodName         = "/ebb.admin.v1.AdminService/PauseSync"
-	AdminService_ResumeSync_FullMethodName        = "/ebb.admin.v1.AdminService/ResumeSync"
-	AdminService_CancelRun_FullMethodName         = "/ebb.admin.v1.AdminService/CancelRun"
-	AdminService_ApproveRun_FullMethodName        = "/ebb.admin.v1.AdminService/ApproveRun"
+	AdminService_CreateSource_FullMethodName       = "/ebb.admin.v1.AdminService/CreateSource"
+	AdminService_GetSource_FullMethodName          = "/ebb.admin.v1.AdminService/GetSource"
+	AdminService_ListSources_FullMethodName        = "/ebb.admin.v1.AdminService/ListSources"
+	AdminService_UpdateSource_FullMethodName       = "/ebb.admin.v1.AdminService/UpdateSource"
+	AdminService_DeleteSource_FullMethodName       = "/ebb.admin.v1.AdminService/DeleteSource"
+	AdminService_CreateDestination_FullMethodName  = "/ebb.admin.v1.AdminService/CreateDestination"
+	AdminService_GetDestination_FullMethodName     = "/ebb.admin.v1.AdminService/GetDestination"
+	AdminService_ListDestinations_FullMethodName   = "/ebb.admin.v1.AdminService/ListDestinations"
+	AdminService_UpdateDestination_FullMethodName  = "/ebb.admin.v1.AdminService/UpdateDestination"
+	AdminService_DeleteDestination_FullMethodName  = "/ebb.admin.v1.AdminService/DeleteDestination"
+	AdminService_CreateSync_FullMethodName         = "/ebb.admin.v1.AdminService/CreateSync"
+	AdminService_GetSync_FullMethodName            = "/ebb.admin.v1.AdminService/GetSync"
+	AdminService_ListSyncs_FullMethodName          = "/ebb.admin.v1.AdminService/ListSyncs"
+	AdminService_UpdateSync_FullMethodName         = "/ebb.admin.v1.AdminService/UpdateSync"
+	AdminService_DeleteSync_FullMethodName         = "/ebb.admin.v1.AdminService/DeleteSync"
+	AdminService_Apply_FullMethodName              = "/ebb.admin.v1.AdminService/Apply"
+	AdminService_TriggerRun_FullMethodName         = "/ebb.admin.v1.AdminService/TriggerRun"
+	AdminService_GetRun_FullMethodName             = "/ebb.admin.v1.AdminService/GetRun"
+	AdminService_ListRuns_FullMethodName           = "/ebb.admin.v1.AdminService/ListRuns"
+	AdminService_ListFailures_FullMethodName       = "/ebb.admin.v1.AdminService/ListFailures"
+	AdminService_ListQuarantine_FullMethodName     = "/ebb.admin.v1.AdminService/ListQuarantine"
+	AdminService_RetryQuarantined_FullMethodName   = "/ebb.admin.v1.AdminService/RetryQuarantined"
+	AdminService_PauseSync_FullMethodName          = "/ebb.admin.v1.AdminService/PauseSync"
+	AdminService_ResumeSync_FullMethodName         = "/ebb.admin.v1.AdminService/ResumeSync"
+	AdminService_CancelRun_FullMethodName          = "/ebb.admin.v1.AdminService/CancelRun"
+	AdminService_ApproveRun_FullMethodName         = "/ebb.admin.v1.AdminService/ApproveRun"
+	AdminService_Debug_FullMethodName              = "/ebb.admin.v1.AdminService/Debug"
+	AdminService_PlanSync_FullMethodName           = "/ebb.admin.v1.AdminService/PlanSync"
+	AdminService_FindRecord_FullMethodName         = "/ebb.admin.v1.AdminService/FindRecord"
+	AdminService_TestTransformation_FullMethodName = "/ebb.admin.v1.AdminService/TestTransformation"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -115,6 +119,26 @@ type AdminServiceClient interface {
 	// ApproveRun lets a run stopped by a safety check (state
 	// awaiting_approval, reason in safety_stop) go on and send its changes.
 	ApproveRun(ctx context.Context, in *ApproveRunRequest, opts ...grpc.CallOption) (*ApproveRunResponse, error)
+	// Debug streams, as they happen, the records delivered for a sync: key,
+	// op, the payload sent, and the destination's answer. Events are sampled
+	// (at most 200 a second per sync) and never slow the sync; a watcher
+	// that does not keep up is dropped with RESOURCE_EXHAUSTED.
+	Debug(ctx context.Context, in *DebugRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DebugResponse], error)
+	// PlanSync is a dry run of the sync's next run: the real pipeline diffs,
+	// extracts, maps and transforms the current data, delivers nothing and
+	// commits nothing. The stream starts with the summary (the dry run, with
+	// its counts and any safety stop it would trip), then the sampled
+	// records (limit per operation, the smallest keys), or every record with
+	// all. The sync must not have an active run.
+	PlanSync(ctx context.Context, in *PlanSyncRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PlanSyncResponse], error)
+	// FindRecord returns a record's history across runs, newest first: each
+	// run's op, outcome, the destination's answer and a hash of the payload
+	// sent. History is kept for a configured time (7 days by default).
+	FindRecord(ctx context.Context, in *FindRecordRequest, opts ...grpc.CallOption) (*FindRecordResponse, error)
+	// TestTransformation runs a sync's mapping and transformation (or the
+	// code given) on sample rows of its model, sends nothing and changes
+	// nothing, and returns each input beside its output or error.
+	TestTransformation(ctx context.Context, in *TestTransformationRequest, opts ...grpc.CallOption) (*TestTransformationResponse, error)
 }
 
 type adminServiceClient struct {
@@ -385,6 +409,64 @@ func (c *adminServiceClient) ApproveRun(ctx context.Context, in *ApproveRunReque
 	return out, nil
 }
 
+func (c *adminServiceClient) Debug(ctx context.Context, in *DebugRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DebugResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_Debug_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DebugRequest, DebugResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_DebugClient = grpc.ServerStreamingClient[DebugResponse]
+
+func (c *adminServiceClient) PlanSync(ctx context.Context, in *PlanSyncRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PlanSyncResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_PlanSync_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PlanSyncRequest, PlanSyncResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_PlanSyncClient = grpc.ServerStreamingClient[PlanSyncResponse]
+
+func (c *adminServiceClient) FindRecord(ctx context.Context, in *FindRecordRequest, opts ...grpc.CallOption) (*FindRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_FindRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) TestTransformation(ctx context.Context, in *TestTransformationRequest, opts ...grpc.CallOption) (*TestTransformationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestTransformationResponse)
+	err := c.cc.Invoke(ctx, AdminService_TestTransformation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -453,6 +535,26 @@ type AdminServiceServer interface {
 	// ApproveRun lets a run stopped by a safety check (state
 	// awaiting_approval, reason in safety_stop) go on and send its changes.
 	ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error)
+	// Debug streams, as they happen, the records delivered for a sync: key,
+	// op, the payload sent, and the destination's answer. Events are sampled
+	// (at most 200 a second per sync) and never slow the sync; a watcher
+	// that does not keep up is dropped with RESOURCE_EXHAUSTED.
+	Debug(*DebugRequest, grpc.ServerStreamingServer[DebugResponse]) error
+	// PlanSync is a dry run of the sync's next run: the real pipeline diffs,
+	// extracts, maps and transforms the current data, delivers nothing and
+	// commits nothing. The stream starts with the summary (the dry run, with
+	// its counts and any safety stop it would trip), then the sampled
+	// records (limit per operation, the smallest keys), or every record with
+	// all. The sync must not have an active run.
+	PlanSync(*PlanSyncRequest, grpc.ServerStreamingServer[PlanSyncResponse]) error
+	// FindRecord returns a record's history across runs, newest first: each
+	// run's op, outcome, the destination's answer and a hash of the payload
+	// sent. History is kept for a configured time (7 days by default).
+	FindRecord(context.Context, *FindRecordRequest) (*FindRecordResponse, error)
+	// TestTransformation runs a sync's mapping and transformation (or the
+	// code given) on sample rows of its model, sends nothing and changes
+	// nothing, and returns each input beside its output or error.
+	TestTransformation(context.Context, *TestTransformationRequest) (*TestTransformationResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -540,6 +642,18 @@ func (UnimplementedAdminServiceServer) CancelRun(context.Context, *CancelRunRequ
 }
 func (UnimplementedAdminServiceServer) ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveRun not implemented")
+}
+func (UnimplementedAdminServiceServer) Debug(*DebugRequest, grpc.ServerStreamingServer[DebugResponse]) error {
+	return status.Error(codes.Unimplemented, "method Debug not implemented")
+}
+func (UnimplementedAdminServiceServer) PlanSync(*PlanSyncRequest, grpc.ServerStreamingServer[PlanSyncResponse]) error {
+	return status.Error(codes.Unimplemented, "method PlanSync not implemented")
+}
+func (UnimplementedAdminServiceServer) FindRecord(context.Context, *FindRecordRequest) (*FindRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindRecord not implemented")
+}
+func (UnimplementedAdminServiceServer) TestTransformation(context.Context, *TestTransformationRequest) (*TestTransformationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestTransformation not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1030,6 +1144,64 @@ func _AdminService_ApproveRun_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Debug_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DebugRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).Debug(m, &grpc.GenericServerStream[DebugRequest, DebugResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_DebugServer = grpc.ServerStreamingServer[DebugResponse]
+
+func _AdminService_PlanSync_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PlanSyncRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).PlanSync(m, &grpc.GenericServerStream[PlanSyncRequest, PlanSyncResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_PlanSyncServer = grpc.ServerStreamingServer[PlanSyncResponse]
+
+func _AdminService_FindRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).FindRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_FindRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).FindRecord(ctx, req.(*FindRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_TestTransformation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestTransformationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).TestTransformation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_TestTransformation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).TestTransformation(ctx, req.(*TestTransformationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1141,7 +1313,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ApproveRun",
 			Handler:    _AdminService_ApproveRun_Handler,
 		},
+		{
+			MethodName: "FindRecord",
+			Handler:    _AdminService_FindRecord_Handler,
+		},
+		{
+			MethodName: "TestTransformation",
+			Handler:    _AdminService_TestTransformation_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Debug",
+			Handler:       _AdminService_Debug_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "PlanSync",
+			Handler:       _AdminService_PlanSync_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "ebb/admin/v1/admin.proto",
 }

@@ -185,3 +185,40 @@ func (r *CancelRunRequest) Validate() error { return checkRunID("run_id", r.GetR
 
 // Validate checks the request.
 func (r *ApproveRunRequest) Validate() error { return checkRunID("run_id", r.GetRunId()) }
+
+// Validate checks the request.
+func (r *DebugRequest) Validate() error {
+	if err := checkName("sync", r.GetSync()); err != nil {
+		return err
+	}
+	switch r.GetStatus() {
+	case "", "delivered", "failed":
+		return nil
+	}
+	return fmt.Errorf("status: %q is not delivered or failed", r.GetStatus())
+}
+
+// Validate checks the request.
+func (r *PlanSyncRequest) Validate() error {
+	if err := checkName("sync", r.GetSync()); err != nil {
+		return err
+	}
+	if r.GetLimit() < 0 || r.GetLimit() > 1000 {
+		return fmt.Errorf("limit: must be between 0 and 1000, not %d", r.GetLimit())
+	}
+	return nil
+}
+
+// Validate checks the request.
+func (r *FindRecordRequest) Validate() error {
+	if err := checkName("sync", r.GetSync()); err != nil {
+		return err
+	}
+	if r.GetKey() == "" {
+		return fmt.Errorf("key: is required (the key's values joined by commas)")
+	}
+	if r.GetLimit() < 0 || r.GetLimit() > 10000 {
+		return fmt.Errorf("limit: must be between 0 and 10000, not %d", r.GetLimit())
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ package convert
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -72,19 +73,39 @@ func SyncToPB(s config.Sync) (*adminv1.Sync, error) {
 		Model:       &adminv1.Model{Sql: s.Model.SQL, PrimaryKey: nilIfEmpty(s.Model.PrimaryKey)},
 		Mode:        string(s.Mode),
 		Schedule:    s.Schedule,
+
+		QuarantineAfter: int32(s.QuarantineAfter),
+		Safety: &adminv1.Safety{MaxDeleteShare: s.Safety.MaxDeleteShare, MaxChangeShare: s.Safety.MaxChangeShare,
+			MinRows: s.Safety.MinRows},
+	}
+	for _, a := range s.Alerts {
+		out.Alerts = append(out.Alerts, &adminv1.Alert{On: a.On, Share: a.Share, After: a.After, Webhook: a.Webhook, Slack: a.Slack})
 	}
 	for i, m := range s.Mapping {
-		pm := &adminv1.Mapping{From: m.From, To: m.To}
-		if m.Const != nil {
-			v, err := structpb.NewValue(m.Const)
-			if err != nil {
-				return nil, fmt.Errorf("sync %s: mapping[%d].const: %w", s.Name, i, err)
-			}
-			pm.Const = v
+		pm := &adminv1.Mapping{From: m.From, To: m.To, Template: m.Template, Cast: m.Cast, Format: m.Format,
+			OmitNull: m.OmitNull, Required: m.Required}
+		var err error
+		if pm.Const, err = value(m.Const); err != nil {
+			return nil, fmt.Errorf("sync %s: mapping[%d].const: %w", s.Name, i, err)
+		}
+		if pm.Default, err = value(m.Default); err != nil {
+			return nil, fmt.Errorf("sync %s: mapping[%d].default: %w", s.Name, i, err)
 		}
 		out.Mapping = append(out.Mapping, pm)
 	}
+	if t := s.Transformation; t != nil {
+		out.Transformation = &adminv1.Transformation{File: t.File, Code: t.Code, Version: t.Version,
+			TimeoutMs: int32(t.TimeoutMS), MaxOutputBytes: int32(t.MaxOutputBytes)}
+	}
 	return out, nil
+}
+
+// value converts an optional JSON-like value.
+func value(v any) (*structpb.Value, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return structpb.NewValue(v)
 }
 
 // SyncFromPB converts a sync.
@@ -96,13 +117,32 @@ func SyncFromPB(s *adminv1.Sync) config.Sync {
 		Model:       config.Model{SQL: s.GetModel().GetSql(), PrimaryKey: nilIfEmpty(s.GetModel().GetPrimaryKey())},
 		Mode:        config.Mode(s.GetMode()),
 		Schedule:    s.GetSchedule(),
+
+		QuarantineAfter: int(s.GetQuarantineAfter()),
+	}
+	if sf := s.GetSafety(); sf != nil {
+		out.Safety = config.Safety{MaxDeleteShare: sf.MaxDeleteShare, MaxChangeShare: sf.MaxChangeShare, MinRows: sf.MinRows}
+	}
+	for _, a := range s.GetAlerts() {
+		out.Alerts = append(out.Alerts, config.Alert{On: a.GetOn(), Share: a.GetShare(), After: a.GetAfter(),
+			Webhook: a.GetWebhook(), Slack: a.GetSlack()})
 	}
 	for _, m := range s.GetMapping() {
-		cm := config.Mapping{From: m.GetFrom(), To: m.GetTo()}
+		cm := config.Mapping{From: m.GetFrom(), To: m.GetTo(), Template: m.GetTemplate(), Cast: m.GetCast(),
+			Format: m.GetFormat(), OmitNull: m.GetOmitNull(), Required: m.GetRequired()}
 		if m.GetConst() != nil {
 			cm.Const = m.GetConst().AsInterface()
 		}
+		if m.GetDefault() != nil {
+			cm.Default = m.GetDefault().AsInterface()
+		}
 		out.Mapping = append(out.Mapping, cm)
+	}
+	if t := s.GetTransformation(); t != nil {
+		out.Transformation = &config.Transformation{File: t.GetFile(), Code: t.GetCode(),
+			TimeoutMS: int(t.GetTimeoutMs()), MaxOutputBytes: int(t.GetMaxOutputBytes())}
+		// The version is always the server's hash of the code it stores.
+		out.Transformation.Normalize()
 	}
 	return out
 }
@@ -179,34 +219,40 @@ func timeOf(t *timestamppb.Timestamp) time.Time {
 }
 
 func outcomeToPB(o run.Outcome) *adminv1.Outcome {
-	return &adminv1.Outcome{Delivered: o.Delivered, Failed: o.Failed, Vanished: o.Vanished}
+	return &adminv1.Outcome{Delivered: o.Delivered, Failed: o.Failed, Vanished: o.Vanished, Filtered: o.Filtered}
 }
 
 func outcomeFromPB(o *adminv1.Outcome) run.Outcome {
-	return run.Outcome{Delivered: o.GetDelivered(), Failed: o.GetFailed(), Vanished: o.GetVanished()}
+	return run.Outcome{Delivered: o.GetDelivered(), Failed: o.GetFailed(), Vanished: o.GetVanished(), Filtered: o.GetFiltered()}
 }
 
 // RunToPB converts a run.
 func RunToPB(r *run.Run) *adminv1.Run {
 	return &adminv1.Run{
-		Id:          r.ID,
-		Sync:        r.Sync,
-		State:       string(r.State),
-		Trigger:     r.Trigger,
-		Error:       r.Error,
-		ModelRows:   r.ModelRows,
-		Planned:     &adminv1.Planned{Adds: r.Planned.Adds, Changes: r.Planned.Changes, Deletes: r.Planned.Deletes},
-		Adds:        outcomeToPB(r.Adds),
-		Changes:     outcomeToPB(r.Changes),
-		Deletes:     outcomeToPB(r.Deletes),
-		Extracted:   r.Extracted,
-		Quarantined: r.Quarantined,
-		PausedFrom:  string(r.PausedFrom),
-		SafetyStop:  r.SafetyStop,
-		ApprovedAt:  timestamp(r.ApprovedAt),
-		CreatedAt:   timestamp(r.CreatedAt),
-		StartedAt:   timestamp(r.StartedAt),
-		FinishedAt:  timestamp(r.FinishedAt),
+		Id:                    r.ID,
+		Sync:                  r.Sync,
+		State:                 string(r.State),
+		Trigger:               r.Trigger,
+		Error:                 r.Error,
+		ModelRows:             r.ModelRows,
+		Planned:               &adminv1.Planned{Adds: r.Planned.Adds, Changes: r.Planned.Changes, Deletes: r.Planned.Deletes},
+		Adds:                  outcomeToPB(r.Adds),
+		Changes:               outcomeToPB(r.Changes),
+		Deletes:               outcomeToPB(r.Deletes),
+		Extracted:             r.Extracted,
+		Quarantined:           r.Quarantined,
+		PausedFrom:            string(r.PausedFrom),
+		SafetyStop:            r.SafetyStop,
+		Retries:               r.Retries,
+		PreviousRows:          r.PreviousRows,
+		DryRun:                r.DryRun,
+		Phases:                phasesToPB(r.Durations()),
+		Fanout:                r.Fanout,
+		TransformationVersion: transformationVersion(r),
+		ApprovedAt:            timestamp(r.ApprovedAt),
+		CreatedAt:             timestamp(r.CreatedAt),
+		StartedAt:             timestamp(r.StartedAt),
+		FinishedAt:            timestamp(r.FinishedAt),
 	}
 }
 
@@ -226,8 +272,24 @@ func RunFromPB(r *adminv1.Run) *run.Run {
 		Deletes:     outcomeFromPB(r.GetDeletes()),
 		Extracted:   r.GetExtracted(),
 		Quarantined: r.GetQuarantined(),
+		Fanout:      r.GetFanout(),
 		CreatedAt:   timeOf(r.GetCreatedAt()),
 		StartedAt:   timeOf(r.GetStartedAt()),
 		FinishedAt:  timeOf(r.GetFinishedAt()),
 	}
+}
+
+func phasesToPB(phases []run.PhaseDuration) []*adminv1.PhaseDuration {
+	out := make([]*adminv1.PhaseDuration, len(phases))
+	for i, p := range phases {
+		out[i] = &adminv1.PhaseDuration{Phase: string(p.Phase), Duration: durationpb.New(p.Duration)}
+	}
+	return out
+}
+
+func transformationVersion(r *run.Run) string {
+	if t := r.Spec.Transformation; t != nil {
+		return t.Version
+	}
+	return ""
 }

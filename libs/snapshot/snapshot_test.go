@@ -1,0 +1,56 @@
+package snapshot_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/natstest"
+	"github.com/ebb-etl/ebb/libs/record"
+	"github.com/ebb-etl/ebb/libs/snapshot"
+)
+
+func TestWriteThenReadBothWays(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	require.NoError(t, bus.Provision(ctx, ns.JS, bus.DefaultLimits()))
+	obs, err := ns.JS.ObjectStore(ctx, bus.ObjectSnapshots)
+	require.NoError(t, err)
+
+	w := snapshot.Create(ctx, obs, "s/r/snapshot", 2)
+	for i := range 50_000 {
+		require.NoError(t, w.Write(record.Key(fmt.Sprintf("key-%06d", i)), []byte{byte(i), byte(i >> 8)}))
+	}
+	require.NoError(t, w.Close())
+	require.EqualValues(t, 50_000, w.Count())
+
+	for name, open := range map[string]func(context.Context, jetstream.ObjectStore, string, int) (*snapshot.Reader, error){
+		"streamed": snapshot.Open, "local copy": snapshot.OpenLocal,
+	} {
+		r, err := open(ctx, obs, "s/r/snapshot", 2)
+		require.NoError(t, err, name)
+		n := 0
+		for {
+			ok, err := r.Next()
+			require.NoError(t, err, name)
+			if !ok {
+				break
+			}
+			require.Equal(t, fmt.Sprintf("key-%06d", n), string(r.Key()), name)
+			require.Equal(t, []byte{byte(n), byte(n >> 8)}, r.Value(), name)
+			n++
+		}
+		require.Equal(t, 50_000, n, name)
+		require.NoError(t, r.Close())
+	}
+
+	empty, err := snapshot.OpenLocal(ctx, obs, "", 2)
+	require.NoError(t, err)
+	ok, err := empty.Next()
+	require.NoError(t, err)
+	require.False(t, ok, "no snapshot reads as empty")
+}
