@@ -5,6 +5,7 @@ package natstest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -50,4 +51,37 @@ func (s *Server) Stop() {
 	s.NC.Close()
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
+}
+
+// Cluster is a running test cluster and a client connected to every node.
+type Cluster struct {
+	*embedded.Cluster
+	// URLs are every node's client URL, comma-separated: connect with all
+	// of them so a client survives the death of the node it is on.
+	URLs string
+	NC   *nats.Conn
+	JS   jetstream.JetStream
+}
+
+// StartCluster starts an n-node JetStream cluster for t, each node with its
+// data in the test's temp dir, with Ebb's streams, buckets and object store
+// provisioned at n replicas (at most 3), and shuts it down when t ends.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ec, err := embedded.StartCluster(t.TempDir(), n)
+	require.NoError(t, err)
+	t.Cleanup(ec.Shutdown)
+	c := &Cluster{Cluster: ec, URLs: ec.URLs()}
+	c.NC, c.JS, err = bus.Connect(c.URLs, t.Name())
+	require.NoError(t, err)
+	t.Cleanup(c.NC.Close)
+	limits := bus.DefaultLimits()
+	limits.WorkMaxBytes = 64 << 20
+	limits.Replicas = min(n, 3)
+	// Right after the meta leader is elected, stream creation can still
+	// answer "insufficient resources" or time out while peers catch up.
+	require.Eventually(t, func() bool {
+		return bus.Provision(context.Background(), c.JS, limits) == nil
+	}, 30*time.Second, 100*time.Millisecond, "provisioning streams on the cluster")
+	return c
 }
