@@ -9,6 +9,7 @@ import (
 
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/source"
+	"github.com/ebb-etl/ebb/libs/source/bigquery"
 	"github.com/ebb-etl/ebb/libs/source/duckdb"
 	"github.com/ebb-etl/ebb/libs/source/postgres"
 )
@@ -17,6 +18,9 @@ type openFunc func(ctx context.Context, cfg map[string]any) (source.Source, erro
 
 // openers maps each config.SourceTypes entry to its package's Open.
 var openers = map[string]openFunc{
+	"bigquery": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
+		return bigquery.Open(ctx, cfg)
+	},
 	"duckdb": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
 		return duckdb.Open(ctx, cfg)
 	},

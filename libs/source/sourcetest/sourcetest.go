@@ -34,6 +34,11 @@ type Env struct {
 	Prefix string
 	// Blob renders bytes as a literal of the warehouse's binary type.
 	Blob func(b []byte) string
+	// ScalelessDecimals is set for warehouses whose query results do not
+	// keep a decimal column's declared scale (BigQuery returns 1.5 from a
+	// NUMERIC(20,6) column): decimals are then expected without trailing
+	// fraction zeros.
+	ScalelessDecimals bool
 }
 
 // Table qualifies a table name.
@@ -401,10 +406,28 @@ func testCanonicalValues(t *testing.T, e Env) {
 	m, want := CanonicalTable(t, e)
 	keys, rows := Rows(t, Open(t, e), m, nil)
 	require.Equal(t, []record.Key{intKey(1), intKey(2), intKey(3)}, keys)
+	if e.ScalelessDecimals {
+		for _, row := range want {
+			for k, v := range row {
+				if n, ok := v.(json.Number); ok {
+					row[k] = trimScale(n)
+				}
+			}
+		}
+	}
 	require.Equal(t, want, rows)
 	// Rows are sent as JSON: every canonical value must encode.
 	_, err := json.Marshal(rows)
 	require.NoError(t, err)
+}
+
+// trimScale drops trailing fraction zeros: "1.500000" is 1.5, "0.000" is 0.
+func trimScale(n json.Number) json.Number {
+	s := string(n)
+	if !strings.Contains(s, ".") {
+		return n
+	}
+	return json.Number(strings.TrimSuffix(strings.TrimRight(s, "0"), "."))
 }
 
 func testManyRows(t *testing.T, e Env) {

@@ -1,0 +1,58 @@
+package bqtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ebb-etl/ebb/libs/source"
+	"github.com/ebb-etl/ebb/libs/source/bigquery"
+	"github.com/ebb-etl/ebb/libs/source/sourcetest"
+)
+
+// Project and Dataset are the names Env uses.
+const (
+	Project = "ebb-local"
+	Dataset = "ebb_test"
+)
+
+// Config is the source config that reaches the server's dataset.
+func (s *Server) Config(dataset string) map[string]any {
+	return map[string]any{"project": s.Project, "dataset": dataset, "endpoint": s.Endpoint()}
+}
+
+// EnvOn returns an Env on dataset Dataset of a server, creating it. Setup
+// statements run in DuckDB directly, the warehouse behind the server.
+func EnvOn(t testing.TB, s *Server) sourcetest.Env {
+	t.Helper()
+	if err := s.Exec(context.Background(), "CREATE SCHEMA "+Dataset); err != nil {
+		t.Fatalf("creating dataset: %v", err)
+	}
+	cfg := s.Config(Dataset)
+	return sourcetest.Env{
+		Type:   "bigquery",
+		Config: cfg,
+		Open: func(ctx context.Context) (source.Source, error) {
+			return bigquery.Open(ctx, cfg)
+		},
+		Exec:              s.Exec,
+		Prefix:            Dataset + ".",
+		Blob:              duckBlob,
+		ScalelessDecimals: true,
+	}
+}
+
+// Env starts a server paging at 1,000 rows and returns an Env on it.
+func Env(t testing.TB) sourcetest.Env { return EnvOn(t, New(t, Project, 1000)) }
+
+// Harness runs the acceptance suite against the local server.
+func Harness(t *testing.T) sourcetest.Env { return Env(t) }
+
+func duckBlob(b []byte) string {
+	var s strings.Builder
+	for _, c := range b {
+		fmt.Fprintf(&s, `\x%02X`, c)
+	}
+	return "'" + s.String() + "'::BLOB"
+}

@@ -1,0 +1,192 @@
+package bigquery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	bq "cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+
+	"github.com/ebb-etl/ebb/libs/record"
+	"github.com/ebb-etl/ebb/libs/source"
+	"github.com/ebb-etl/ebb/libs/source/internal/query"
+)
+
+// rowAlias names the model's rows in generated queries. The model is
+// wrapped twice, (SELECT * FROM (model) AS m) AS ebb_row, so that
+// TO_JSON_STRING(ebb_row) is the whole row even when the model has a
+// column named m.
+const rowAlias = "ebb_row"
+
+func from(sql string) string {
+	return "(SELECT * FROM " + query.Wrap(sql) + ") AS " + rowAlias
+}
+
+// keys dry-runs the model, checks Ebb can represent its columns, and
+// resolves its primary key.
+func (s *Source) keys(ctx context.Context, m source.Model) (bq.Schema, []query.Key, error) {
+	schema, err := s.schema(ctx, m.SQL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := representable(schema, ""); err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(schema))
+	for i, f := range schema {
+		names[i] = f.Name
+	}
+	if err := query.Unique(names); err != nil {
+		return nil, nil, err
+	}
+	keys, err := query.Keys(names, m.PrimaryKey, func(i int) bool {
+		return schema[i].Type == bq.IntegerFieldType && !schema[i].Repeated
+	})
+	return schema, keys, err
+}
+
+// ScanHashes streams keys and MD5 hashes of the rows, computed by BigQuery,
+// in key order. The hashed text is TO_JSON_STRING of the row: a JSON
+// object, so NULL (null) differs from ” (""), and JSON escaping keeps
+// column boundaries unambiguous.
+func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashFunc) error {
+	_, keys, err := s.keys(ctx, m)
+	if err != nil {
+		return err
+	}
+	sql := "SELECT " + strings.Join(selectKeys(keys), ", ") +
+		", MD5(TO_JSON_STRING(" + rowAlias + ")) FROM " + from(m.SQL) +
+		" ORDER BY " + orderBy(keys)
+	n := len(keys)
+	var key record.Key
+	return s.read(ctx, s.query(sql), n+1, func(vals []bq.Value, _ bq.Schema) error {
+		if key, err = appendKey(key[:0], keys, vals[:n]); err != nil {
+			return err
+		}
+		hash, ok := vals[n].([]byte)
+		if !ok {
+			return fmt.Errorf("running model: row hash is a %T, not BYTES", vals[n])
+		}
+		return fn(key, hash)
+	})
+}
+
+// ScanRows streams whole rows after the given key, in key order.
+func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key, fn source.RowFunc) error {
+	schema, keys, err := s.keys(ctx, m)
+	if err != nil {
+		return err
+	}
+	exprs := selectKeys(keys)
+	for i := range exprs {
+		exprs[i] += fmt.Sprintf(" AS _ebb_key_%d", i)
+	}
+	sql := "SELECT " + rowAlias + ".*, " + strings.Join(exprs, ", ") + " FROM " + from(m.SQL)
+	var params []bq.QueryParameter
+	if after != nil {
+		parts, err := query.Parts(after, keys)
+		if err != nil {
+			return err
+		}
+		// GoogleSQL has no row-value comparison: use the expanded form.
+		cond, args := query.After(selectKeys(keys), parts, func(n, i int) string {
+			return fmt.Sprintf("@p%d", n)
+		}, false)
+		for i, a := range args {
+			params = append(params, bq.QueryParameter{Name: fmt.Sprintf("p%d", i+1), Value: a})
+		}
+		sql += " WHERE " + cond
+	}
+	sql += " ORDER BY " + orderBy(keys)
+
+	ncols := len(schema)
+	var key record.Key
+	return s.read(ctx, s.query(sql, params...), ncols+len(keys), func(vals []bq.Value, rs bq.Schema) error {
+		row := make(map[string]any, ncols)
+		for i, f := range rs[:ncols] {
+			v, err := canonical(vals[i], f)
+			if err != nil {
+				return fmt.Errorf("decoding column %q: %w", f.Name, err)
+			}
+			row[f.Name] = v
+		}
+		if key, err = appendKey(key[:0], keys, vals[ncols:]); err != nil {
+			return err
+		}
+		return fn(key, row)
+	})
+}
+
+// read runs a query and calls fn with each row, page by page as the client
+// fetches them. width is the number of columns the query must return: a
+// model that changed between the dry run and the query is an error, not a
+// misread row.
+func (s *Source) read(ctx context.Context, q *bq.Query, width int, fn func([]bq.Value, bq.Schema) error) error {
+	it, err := q.Read(ctx)
+	if err != nil {
+		return s.modelError(err)
+	}
+	var vals []bq.Value
+	for {
+		err := it.Next(&vals)
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return s.modelError(err)
+		}
+		if len(vals) != width {
+			return fmt.Errorf("running model: it returned %d columns where %d were expected: did the model's tables change during the scan?", len(vals), width)
+		}
+		if err := fn(vals, it.Schema); err != nil {
+			return err
+		}
+	}
+}
+
+// column references a column of the wrapped model.
+func column(name string) string {
+	return rowAlias + ".`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+}
+
+// selectKeys are the key columns as read and compared: integers as they
+// are, everything else as its STRING form, which GoogleSQL orders by code
+// point, that is by the bytes of its UTF-8 (record.Compare order).
+func selectKeys(keys []query.Key) []string {
+	exprs := make([]string, len(keys))
+	for i, k := range keys {
+		if k.Int {
+			exprs[i] = column(k.Name)
+		} else {
+			exprs[i] = "CAST(" + column(k.Name) + " AS STRING)"
+		}
+	}
+	return exprs
+}
+
+// orderBy sorts NULLs first, as record.AppendNull does.
+func orderBy(keys []query.Key) string {
+	exprs := selectKeys(keys)
+	for i := range exprs {
+		exprs[i] += " ASC NULLS FIRST"
+	}
+	return strings.Join(exprs, ", ")
+}
+
+func appendKey(k record.Key, keys []query.Key, vals []bq.Value) (record.Key, error) {
+	for i, v := range vals {
+		switch x := v.(type) {
+		case nil:
+			k = record.AppendNull(k)
+		case int64:
+			k = record.AppendInt(k, x)
+		case string:
+			k = record.AppendString(k, x)
+		default:
+			return nil, fmt.Errorf("decoding key column %q: unexpected %T", keys[i].Name, v)
+		}
+	}
+	return k, nil
+}
