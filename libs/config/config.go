@@ -28,7 +28,7 @@ var Modes = []Mode{ModeUpsert, ModeUpdate, ModeInsert, ModeMirror, ModeAll}
 // destination registries have tests that keep them in step with these lists,
 // so validation does not have to link every driver.
 var (
-	SourceTypes      = []string{"bigquery", "duckdb", "postgres"}
+	SourceTypes      = []string{"bigquery", "duckdb", "postgres", "snowflake"}
 	DestinationTypes = []string{"amplitude", "braze", "hubspot", "mixpanel", "nats", "postgres", "salesforce", "segment", "slack", "webhook"}
 )
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source/bigquery"
 	"github.com/ebb-etl/ebb/libs/source/duckdb"
 	"github.com/ebb-etl/ebb/libs/source/postgres"
+	"github.com/ebb-etl/ebb/libs/source/snowflake"
 )
 
 type openFunc func(ctx context.Context, cfg map[string]any) (source.Source, error)
@@ -26,6 +27,9 @@ var openers = map[string]openFunc{
 	},
 	"postgres": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
 		return postgres.Open(ctx, cfg)
+	},
+	"snowflake": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
+		return snowflake.Open(ctx, cfg)
 	},
 }
 

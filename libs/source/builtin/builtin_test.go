@@ -14,6 +14,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/duckdb/ducktest"
 	"github.com/ebb-etl/ebb/libs/source/postgres/pgtest"
+	"github.com/ebb-etl/ebb/libs/source/snowflake/sftest"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
 )
 
@@ -37,6 +38,17 @@ func TestOpenErrors(t *testing.T) {
 	require.ErrorContains(t, err, `source "wh": duckdb source: config field "path" is required`)
 }
 
+// TestOpenNamesSourceOnBadCredentials checks a wrong password is an
+// authentication error that names the source.
+func TestOpenNamesSourceOnBadCredentials(t *testing.T) {
+	s := sftest.New(t)
+	cfg := s.Config()
+	cfg["password"] = "wrong-password"
+	_, err := Open(context.Background(), config.Source{Name: "warehouse", Type: "snowflake", Config: cfg})
+	require.ErrorContains(t, err, `source "warehouse": snowflake source: authentication failed for user "EBB"`)
+	require.NotContains(t, err.Error(), "wrong-password")
+}
+
 func TestOpenExpandsEnvironment(t *testing.T) {
 	e := pgtest.Env(t)
 	t.Setenv("EBB_TEST_SOURCE_DSN", e.Config["dsn"].(string))
@@ -56,7 +68,7 @@ func TestSameDataSameRows(t *testing.T) {
 		rows, canonical   []map[string]any
 	}
 	var results []result
-	envs := []sourcetest.Env{pgtest.Env(t), ducktest.Env(t)}
+	envs := []sourcetest.Env{pgtest.Env(t), ducktest.Env(t), sftest.Harness(t)}
 	for _, e := range envs {
 		m, want := sourcetest.CanonicalTable(t, e)
 		table := e.Table("people")
