@@ -39,6 +39,9 @@ type Deps struct {
 	Refresh time.Duration
 	// Debug, when set, feeds the live debugger.
 	Debug *debug.Publisher
+	// MemberTTL is how long a delivery copy counts as live without
+	// renewing its key; default 15s.
+	MemberTTL time.Duration
 }
 
 // Run delivers to every configured destination until ctx ends, starting,
@@ -48,11 +51,16 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Refresh <= 0 {
 		d.Refresh = 10 * time.Second
 	}
+	if d.MemberTTL <= 0 {
+		d.MemberTTL = 15 * time.Second
+	}
 	if d.Debug == nil {
 		// At most 200 records a second per watched sync reach the debugger.
 		d.Debug = debug.NewPublisher(d.Plane.JS.Conn(), d.Plane.State, 200)
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "delivery").Logger()
+	m := newMembers(d.Plane.State, d.MemberTTL, d.Log)
+	go m.run(ctx)
 	running := map[string]*worker{}
 	defer func() {
 		for _, w := range running {
@@ -68,7 +76,7 @@ func Run(ctx context.Context, d Deps) error {
 	t := time.NewTicker(d.Refresh)
 	defer t.Stop()
 	for {
-		if err := reconcile(ctx, d, running); err != nil && ctx.Err() == nil {
+		if err := reconcile(ctx, d, m, running); err != nil && ctx.Err() == nil {
 			d.Log.Warn().Err(err).Msg("reading destinations")
 		}
 		select {
@@ -82,7 +90,7 @@ func Run(ctx context.Context, d Deps) error {
 
 // reconcile starts a worker per destination and restarts those whose config
 // changed.
-func reconcile(ctx context.Context, d Deps, running map[string]*worker) error {
+func reconcile(ctx context.Context, d Deps, m *members, running map[string]*worker) error {
 	f, err := d.Plane.Configs.Load(ctx)
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func reconcile(ctx context.Context, d Deps, running map[string]*worker) error {
 			w.stop()
 			delete(running, dest.Name)
 		}
-		w, err := start(ctx, d, dest)
+		w, err := start(ctx, d, m, dest)
 		if err != nil {
 			d.Log.Error().Err(err).Str(logging.FieldDestination, dest.Name).Msg("starting delivery")
 			continue
@@ -127,7 +135,7 @@ type worker struct {
 	wg     sync.WaitGroup
 }
 
-func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error) {
+func start(ctx context.Context, d Deps, m *members, dest config.Destination) (*worker, error) {
 	opts, err := dest.Delivery()
 	if err != nil {
 		return nil, err
@@ -137,7 +145,7 @@ func start(ctx context.Context, d Deps, dest config.Destination) (*worker, error
 		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, plane: d.Plane, cancel: cancel,
+	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts, &m.copies), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{

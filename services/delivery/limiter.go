@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -16,8 +17,16 @@ import (
 // a semaphore for requests in flight, and additive-increase /
 // multiplicative-decrease on 429s, so a destination that pushes back gets
 // fewer requests until it recovers.
+//
+// The configured rate and burst are for the whole account: with several
+// delivery copies running, each takes its share (see members), so together
+// they stay within them. Concurrency is per copy.
 type limiter struct {
-	ceiling float64 // configured rate; +Inf when unlimited
+	configured config.DeliveryOptions
+	copies     *atomic.Int64 // live delivery copies; nil means one
+	shareOf    int64         // the number of copies the rate was cut for
+
+	ceiling float64 // this copy's share of the configured rate; +Inf when unlimited
 	bucket  *rate.Limiter
 	slots   chan struct{} // nil when concurrency is unbounded
 
@@ -28,8 +37,8 @@ type limiter struct {
 // minRate is the floor of the adaptive rate, requests per second.
 const minRate = 0.5
 
-func newLimiter(o config.DeliveryOptions) *limiter {
-	l := &limiter{ceiling: math.Inf(1)}
+func newLimiter(o config.DeliveryOptions, copies *atomic.Int64) *limiter {
+	l := &limiter{ceiling: math.Inf(1), configured: o, copies: copies, shareOf: 1}
 	if o.RequestsPerSecond > 0 {
 		l.ceiling = o.RequestsPerSecond
 	}
@@ -40,8 +49,28 @@ func newLimiter(o config.DeliveryOptions) *limiter {
 	return l
 }
 
+// reshare cuts the configured rate and burst for the live copies when
+// their number changed.
+func (l *limiter) reshare() {
+	if l.copies == nil || l.configured.RequestsPerSecond <= 0 {
+		return
+	}
+	n := max(l.copies.Load(), 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n == l.shareOf {
+		return
+	}
+	l.shareOf = n
+	l.ceiling = l.configured.RequestsPerSecond / float64(n)
+	// Fewer copies raise the ceiling; additive increase climbs to it.
+	l.bucket.SetLimit(rate.Limit(min(float64(l.bucket.Limit()), l.ceiling)))
+	l.bucket.SetBurst(max(l.configured.Burst/int(n), 1))
+}
+
 // acquire waits for a request slot; release must follow.
 func (l *limiter) acquire(ctx context.Context) error {
+	l.reshare()
 	if l.slots != nil {
 		select {
 		case l.slots <- struct{}{}:

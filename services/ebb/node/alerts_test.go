@@ -46,13 +46,13 @@ func (s *alertSink) got(path string) []map[string]any {
 	return append([]map[string]any(nil), s.byURL[path]...)
 }
 
-// startReportingCopy runs a second reporting service on the env's NATS.
-func startReportingCopy(t *testing.T, e *env) {
+// startServiceCopy runs another copy of a service on the env's NATS.
+func startServiceCopy(t *testing.T, e *env, service string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- node.Run(ctx, node.Options{JS: e.ns.JS, Log: zerolog.Nop(), Services: []string{"reporting"}})
+		done <- node.Run(ctx, node.Options{JS: e.ns.JS, Log: zerolog.Nop(), Services: []string{service}})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 }
@@ -69,7 +69,7 @@ func TestAlertsFireOncePerCondition(t *testing.T) {
 	})
 	alerts, alertURL := startAlertSink(t)
 	e := startEnv(t)
-	startReportingCopy(t, e) // two copies see every run; each alert still goes once
+	startServiceCopy(t, e, "reporting") // two copies see every run; each alert still goes once
 	f := pipelineConfig(p, config.ModeMirror, url)
 	f.Syncs[0].Alerts = []config.Alert{
 		{On: config.AlertRunFailed, Webhook: alertURL + "/failed"},

@@ -263,3 +263,52 @@ func (s *rateLimited) times() []time.Time {
 	defer s.mu.Unlock()
 	return append([]time.Time(nil), s.attempts...)
 }
+
+// TestCopiesShareTheConfiguredRate: with two delivery copies, the rate and
+// burst configured on a destination hold for both together.
+func TestCopiesShareTheConfiguredRate(t *testing.T) {
+	p := newPG(t)
+	p.exec(`CREATE TABLE $S.k (id int PRIMARY KEY, version int)`)
+	p.exec(`INSERT INTO $S.k SELECT i, 1 FROM generate_series(1, 80) i`)
+	srv, url := startScripted(t)
+	e := startEnv(t)
+	startServiceCopy(t, e, "delivery")
+	// Once both copies have renewed their keys after both registered,
+	// each has counted the other.
+	revisions := func() map[string]uint64 {
+		keys, err := e.plane.State.ListKeysFiltered(t.Context(), "member.delivery.*")
+		require.NoError(t, err)
+		out := map[string]uint64{}
+		for k := range keys.Keys() {
+			if e, err := e.plane.State.Get(t.Context(), k); err == nil {
+				out[k] = e.Revision()
+			}
+		}
+		return out
+	}
+	var both map[string]uint64
+	require.Eventually(t, func() bool { both = revisions(); return len(both) == 2 }, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		now := revisions()
+		for k, rev := range both {
+			if now[k] <= rev {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "both copies recount")
+	e.apply(versionsConfig(p, url, map[string]any{"batch_size": 1, "requests_per_second": 20, "burst": 2, "partitions": 4}))
+	r := e.runSync("versions")
+	require.Equal(t, run.Succeeded, r.State, r.Error)
+	srv.mu.Lock()
+	times := append([]time.Time(nil), srv.attempts...)
+	srv.mu.Unlock()
+	require.Len(t, times, 80)
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Second; j++ {
+			n++
+		}
+		require.LessOrEqual(t, n, 22, "requests in the second after request %d: the copies together exceed the rate", i)
+	}
+}
