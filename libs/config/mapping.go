@@ -119,3 +119,32 @@ func (m Mapping) validate(r, path string) error {
 	}
 	return nil
 }
+
+// CheckColumns checks that every column the sync names (primary key,
+// mapping from, template columns) is one of the model's columns, and names
+// the first that is not.
+func (s Sync) CheckColumns(columns []string) error {
+	r := resource(KindSync, s.Name)
+	known := func(c string) bool { return slices.Contains(columns, c) }
+	unknown := func(path, c string) error {
+		return fieldErr(r, path, "unknown column %q: the model returns %s", c, strings.Join(columns, ", "))
+	}
+	for i, c := range s.Model.PrimaryKey {
+		if !known(c) {
+			return unknown(fmt.Sprintf("model.primary_key[%d]", i), c)
+		}
+	}
+	for i, m := range s.Mapping {
+		path := fmt.Sprintf("mapping[%d]", i)
+		if m.From != "" && !known(m.From) {
+			return unknown(path+".from", m.From)
+		}
+		parts, _ := ParseTemplate(m.Template)
+		for _, p := range parts {
+			if p.Column != "" && !known(p.Column) {
+				return unknown(path+".template", p.Column)
+			}
+		}
+	}
+	return nil
+}

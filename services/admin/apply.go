@@ -28,6 +28,9 @@ func (s *server) Apply(ctx context.Context, req *adminv1.ApplyRequest) (*adminv1
 		return nil, toStatus(err)
 	}
 	changes := config.Plan(current, desired)
+	if err := s.checkModels(ctx, desired, changes); err != nil {
+		return nil, err
+	}
 	resp := &adminv1.ApplyResponse{}
 	for _, c := range changes {
 		resp.Changes = append(resp.Changes, convert.ChangeToPB(c))

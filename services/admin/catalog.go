@@ -2,13 +2,17 @@ package admin
 
 import (
 	"context"
+
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"maps"
 	"strings"
 
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/destination"
 	"github.com/ebb-etl/ebb/libs/destination/builtin"
+	"github.com/ebb-etl/ebb/libs/source"
 )
 
 // checkDestination validates a destination's config against its type's
@@ -73,4 +77,65 @@ func (s *server) checkSyncMode(ctx context.Context, sy config.Sync) error {
 		return fmt.Errorf("sync %q: mode: %w", sy.Name, err)
 	}
 	return nil
+}
+
+// checkModels runs the model of every sync that changes (or whose source
+// does) with no rows, and checks the columns its key and mapping name, so a
+// typo is refused by apply instead of failing every record of the first
+// run. A source the admin service cannot open fails apply, named.
+func (s *server) checkModels(ctx context.Context, desired config.File, changes []config.Change) error {
+	if s.d.OpenSource == nil {
+		return nil // a bare admin API without warehouse drivers
+	}
+	changed := map[config.Kind]map[string]bool{config.KindSource: {}, config.KindSync: {}}
+	for _, c := range changes {
+		if c.Action != config.ActionDelete && changed[c.Kind] != nil {
+			changed[c.Kind][c.Name] = true
+		}
+	}
+	sources := map[string]source.Source{}
+	defer func() {
+		for _, src := range sources {
+			_ = src.Close()
+		}
+	}()
+	for _, sy := range desired.Syncs {
+		if !changed[config.KindSync][sy.Name] && !changed[config.KindSource][sy.Source] {
+			continue
+		}
+		cols, err := s.modelColumns(ctx, desired, sources, sy)
+		if err != nil {
+			return err
+		}
+		if err := sy.CheckColumns(cols); err != nil {
+			return invalid(err)
+		}
+	}
+	return nil
+}
+
+func (s *server) modelColumns(ctx context.Context, desired config.File, open map[string]source.Source, sy config.Sync) ([]string, error) {
+	src, ok := open[sy.Source]
+	if !ok {
+		var cfg config.Source
+		for _, c := range desired.Sources {
+			if c.Name == sy.Source {
+				cfg = c
+			}
+		}
+		var err error
+		if src, err = s.d.OpenSource(ctx, cfg); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "checking sync %q against its model: %v", sy.Name, err)
+		}
+		open[sy.Source] = src
+	}
+	cols, err := src.Columns(ctx, sy.Model.SQL)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "sync %q: model.sql: the warehouse refused it: %v", sy.Name, err)
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return names, nil
 }

@@ -62,7 +62,16 @@ func TestCLIDrivesTheWholePipeline(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "ebb.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(strings.ReplaceAll(cliYAML, "SCHEMA", p.schema)), 0o600))
 
-	out, code := ebbCLI(t, e, "plan", "-f", file)
+	// A mapping naming a column the model does not return is refused,
+	// checked against the model with a zero-row query.
+	typo := filepath.Join(t.TempDir(), "typo.yaml")
+	bad := strings.ReplaceAll(strings.ReplaceAll(cliYAML, "SCHEMA", p.schema), "{from: name,", "{from: nmae,")
+	require.NoError(t, os.WriteFile(typo, []byte(bad), 0o600))
+	out, code := ebbCLI(t, e, "plan", "-f", typo)
+	require.NotZero(t, code, out)
+	require.Contains(t, out, `sync "customers_to_crm": mapping[0].from: unknown column "nmae": the model returns region, id, name`)
+
+	out, code = ebbCLI(t, e, "plan", "-f", file)
 	require.Zero(t, code, out)
 	require.Contains(t, out, "+ create sync customers_to_crm")
 	out, code = ebbCLI(t, e, "apply", "-f", file)
