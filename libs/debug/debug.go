@@ -9,6 +9,8 @@ package debug
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,38 +68,65 @@ type Publisher struct {
 }
 
 type watch struct {
-	until   time.Time
-	checked time.Time
+	until time.Time
 	// Failed records have their own budget: thousands of deliveries must
 	// not crowd out the one failure someone is looking for.
 	limit, failedLimit *rate.Limiter
 }
 
-// NewPublisher publishes on nc, reading watches from the state bucket.
-func NewPublisher(nc *nats.Conn, state jetstream.KeyValue, perSecond float64) *Publisher {
-	return &Publisher{nc: nc, state: state, perSecond: perSecond, watched: map[string]*watch{}}
+// NewPublisher publishes on nc. It follows the watches in the state bucket
+// with a KV watch until ctx ends, so a new watcher is seen at once.
+func NewPublisher(ctx context.Context, nc *nats.Conn, state jetstream.KeyValue, perSecond float64) (*Publisher, error) {
+	p := &Publisher{nc: nc, state: state, perSecond: perSecond, watched: map[string]*watch{}}
+	kw, err := state.Watch(ctx, watchKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("watching debugger watches: %w", err)
+	}
+	go p.follow(ctx, kw)
+	return p, nil
 }
 
-// Watched reports whether anyone watches sync. It reads the state bucket at
-// most once a second per sync, holding the lock meanwhile so concurrent
-// callers wait for the answer instead of guessing.
-func (p *Publisher) Watched(ctx context.Context, sync string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// follow keeps each sync's watch end up to date.
+func (p *Publisher) follow(ctx context.Context, kw jetstream.KeyWatcher) {
+	defer func() { _ = kw.Stop() }()
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return
+		case e = <-kw.Updates():
+		}
+		if e == nil {
+			continue // the end of the current values
+		}
+		sync := strings.TrimPrefix(e.Key(), watchKey(""))
+		var until time.Time
+		if e.Operation() == jetstream.KeyValuePut {
+			_ = until.UnmarshalText(e.Value())
+		}
+		p.mu.Lock()
+		p.entry(sync).until = until
+		p.mu.Unlock()
+	}
+}
+
+// entry returns sync's watch state; the caller holds mu.
+func (p *Publisher) entry(sync string) *watch {
 	w, ok := p.watched[sync]
 	if !ok {
 		w = &watch{limit: rate.NewLimiter(rate.Limit(p.perSecond), int(p.perSecond)+1),
 			failedLimit: rate.NewLimiter(rate.Limit(p.perSecond), int(p.perSecond)+1)}
 		p.watched[sync] = w
 	}
-	if time.Since(w.checked) > time.Second {
-		w.checked, w.until = time.Now(), time.Time{}
-		e, err := p.state.Get(ctx, watchKey(sync))
-		if err == nil {
-			_ = w.until.UnmarshalText(e.Value())
-		}
-	}
-	return time.Now().Before(w.until)
+	return w
+}
+
+// Watched reports whether anyone watches sync.
+func (p *Publisher) Watched(_ context.Context, sync string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w, ok := p.watched[sync]
+	return ok && time.Now().Before(w.until)
 }
 
 // Publish sends ev if its sync's sample budget allows; it never blocks.

@@ -56,7 +56,10 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if d.Debug == nil {
 		// At most 200 records a second per watched sync reach the debugger.
-		d.Debug = debug.NewPublisher(d.Plane.JS.Conn(), d.Plane.State, 200)
+		var err error
+		if d.Debug, err = debug.NewPublisher(ctx, d.Plane.JS.Conn(), d.Plane.State, 200); err != nil {
+			return err
+		}
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "delivery").Logger()
 	m := newMembers(d.Plane.State, d.MemberTTL, d.Log)

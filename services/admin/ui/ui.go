@@ -53,7 +53,7 @@ const (
 var files embed.FS
 
 // pages are parsed once: each page template is the layout plus its body.
-var pages = parsePages("syncs", "sync", "run", "error")
+var pages = parsePages("syncs", "sync", "run", "live", "error")
 
 func parsePages(names ...string) map[string]*template.Template {
 	out := map[string]*template.Template{}
@@ -69,11 +69,12 @@ func parsePages(names ...string) map[string]*template.Template {
 //
 //	mux.Handle("/ui/", http.StripPrefix("/ui", ui.Handler(d)))
 func Handler(d Deps) http.Handler {
-	s := &server{d: d}
+	s := &server{d: d, live: &watches{m: map[string]*liveWatch{}}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", s.html("syncs", s.syncs))
 	mux.Handle("GET /syncs/{name}", s.html("sync", s.sync))
 	mux.Handle("GET /runs/{id}", s.html("run", s.run))
+	mux.Handle("GET /syncs/{name}/live", s.html("live", s.liveSync))
 	mux.Handle("GET /api/syncs", s.json(s.syncs))
 	mux.Handle("GET /api/syncs/{name}", s.json(s.sync))
 	mux.Handle("GET /api/runs/{id}", s.json(s.run))
@@ -86,7 +87,10 @@ func Handler(d Deps) http.Handler {
 }
 
 // server answers the page's requests.
-type server struct{ d Deps }
+type server struct {
+	d    Deps
+	live *watches
+}
 
 // loader reads what a page shows.
 type loader func(r *http.Request) (any, error)

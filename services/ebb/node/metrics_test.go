@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,4 +103,22 @@ func TestWebPageServedWithTheAdminAPI(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, page, r.ID)
 	require.Contains(t, page, "succeeded")
+
+	// The live page watches the sync while it is viewed.
+	code, page = e.get(addr, "/ui/syncs/customers/live")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, page, "No records delivered since you started watching")
+	require.Eventually(t, func() bool {
+		_, err := e.plane.State.Get(t.Context(), "debug.customers")
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	p.exec(`UPDATE $S.customers SET score = score + 1 WHERE id = 6`)
+	r2 := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r2.State, r2.Error)
+	require.Eventually(t, func() bool {
+		_, page = e.get(addr, "/ui/syncs/customers/live?status=delivered")
+		return strings.Contains(page, r2.ID)
+	}, 10*time.Second, 50*time.Millisecond, "the live page shows the run's records")
+	require.Contains(t, page, "apac,6")
+	require.Contains(t, page, `&#34;score&#34;`, "with the payload, escaped")
 }
