@@ -35,6 +35,13 @@ type Destination interface {
 	Close() error
 }
 
+// RawTaker is a Destination that sends record data as the JSON it arrives
+// in (the webhook): delivery then hands it Record.RawData instead of
+// decoding Data, saving a decode and an encode per record.
+type RawTaker interface {
+	TakesRawData() bool
+}
+
 // permanentError marks a rejection that retrying will not fix.
 type permanentError struct{ err error }
 

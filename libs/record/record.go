@@ -46,6 +46,60 @@ type Record struct {
 	KeyEnc Key            `json:"k"`
 	Key    map[string]any `json:"key"`
 	Data   map[string]any `json:"data,omitempty"`
+	// RawData is Data as JSON, kept as received when the destination takes
+	// it as is (see destination.RawTaker): delivery then skips decoding it
+	// into Data, which stays nil.
+	RawData json.RawMessage `json:"-"`
+}
+
+// RawBatch is a Batch whose records keep their data as JSON.
+type RawBatch struct {
+	Sync        string      `json:"sync"`
+	RunID       string      `json:"run_id"`
+	Seq         int         `json:"seq"`
+	Partition   int         `json:"partition"`
+	Destination string      `json:"destination,omitempty"`
+	Records     []RawRecord `json:"records"`
+}
+
+// RawRecord is a Record whose data is still JSON.
+type RawRecord struct {
+	Op     Op              `json:"op"`
+	Change Change          `json:"c"`
+	KeyEnc Key             `json:"k"`
+	Key    map[string]any  `json:"key"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Batch converts b, decoding each record's data into Data, or only keeping
+// it in RawData when raw is set.
+func (b RawBatch) Batch(raw bool) (Batch, error) {
+	out := Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Destination: b.Destination,
+		Records: make([]Record, len(b.Records))}
+	for i, r := range b.Records {
+		rec := Record{Op: r.Op, Change: r.Change, KeyEnc: r.KeyEnc, Key: r.Key}
+		switch {
+		case len(r.Data) == 0 || string(r.Data) == "null":
+		case raw:
+			rec.RawData = r.Data
+		default:
+			if err := Decode(r.Data, &rec.Data); err != nil {
+				return out, fmt.Errorf("record %d: %w", i, err)
+			}
+		}
+		out.Records[i] = rec
+	}
+	return out, nil
+}
+
+// Payload returns the record's data, decoding RawData if that is all it has.
+func (r Record) Payload() map[string]any {
+	if r.Data != nil || len(r.RawData) == 0 {
+		return r.Data
+	}
+	var m map[string]any
+	_ = Decode(r.RawData, &m)
+	return m
 }
 
 // Batch is the unit every stage publishes, acks and checkpoints. Seq numbers

@@ -181,8 +181,13 @@ func (w *worker) stop() {
 }
 
 func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
-	var b record.Batch
-	if err := record.Decode(msg.Data(), &b); err != nil {
+	var raw record.RawBatch
+	if err := record.Decode(msg.Data(), &raw); err != nil {
+		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
+		return nil
+	}
+	b, err := raw.Batch(w.takesRaw())
+	if err != nil {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}
@@ -195,7 +200,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	case decision == run.Hold:
 		return run.ErrHeld
 	case dryRun:
-		return w.recordPlan(ctx, b)
+		return w.recordPlan(ctx, b, msg.Data())
 	}
 	bp := &batchPass{deadline: time.Now().Add(w.opts.RetryFor)}
 	if md, err := msg.Metadata(); err == nil {
@@ -224,12 +229,8 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 // recordPlan handles a dry run's batch: what would be sent goes to the
 // plans stream, and every record counts as delivered, so the run completes
 // as a real one would. The destination is not called.
-func (w *worker) recordPlan(ctx context.Context, b record.Batch) error {
-	data, err := json.Marshal(b)
-	if err != nil {
-		return fmt.Errorf("encoding plan of batch %d: %w", b.Seq, err)
-	}
-	if err := bus.Publish(ctx, w.plane.JS, bus.Plan(b.Sync, b.RunID), data, record.MsgID(b.Sync, b.RunID, "plan", b.Seq, b.Partition)); err != nil {
+func (w *worker) recordPlan(ctx context.Context, b record.Batch, batch []byte) error {
+	if err := bus.Publish(ctx, w.plane.JS, bus.Plan(b.Sync, b.RunID), batch, record.MsgID(b.Sync, b.RunID, "plan", b.Seq, b.Partition)); err != nil {
 		return err
 	}
 	results := make([]record.Result, len(b.Records))
@@ -237,7 +238,7 @@ func (w *worker) recordPlan(ctx context.Context, b record.Batch) error {
 		results[i] = result(rec, record.Delivered, "")
 	}
 	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results}
-	data, err = json.Marshal(rb)
+	data, err := json.Marshal(rb)
 	if err != nil {
 		return fmt.Errorf("encoding results: %w", err)
 	}
@@ -265,7 +266,7 @@ func (w *worker) observe(ctx context.Context, b record.Batch, id string, recs []
 		w.debug.Publish(debug.Event{
 			Time: now, Sync: b.Sync, RunID: b.RunID, Destination: w.dest.Name,
 			Key: rec.Key, KeyText: rec.KeyEnc.String(), Op: string(rec.Op), Status: string(results[i].Status), Error: results[i].Error,
-			Payload: rec.Data, Request: id, LatencyMS: float64(bp.latency.Microseconds()) / 1000, Attempts: bp.attempts,
+			Payload: rec.Payload(), Request: id, LatencyMS: float64(bp.latency.Microseconds()) / 1000, Attempts: bp.attempts,
 		})
 	}
 }
@@ -380,22 +381,32 @@ func countResults(sync string, results []record.Result) {
 
 func result(rec record.Record, s record.Status, reason string) record.Result {
 	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: s, Error: reason,
-		PayloadHash: payloadHash(rec.Data)}
+		PayloadHash: payloadHash(rec)}
 }
 
 // payloadHash fingerprints a payload: FNV-1a of its JSON, whose map keys
-// are sorted, so the same payload always hashes the same.
-func payloadHash(data map[string]any) string {
-	if data == nil {
-		return ""
-	}
-	b, err := json.Marshal(data)
-	if err != nil {
-		return ""
+// are sorted (encoding/json sorts them, and RawData is what it wrote), so
+// the same payload always hashes the same.
+func payloadHash(rec record.Record) string {
+	b := []byte(rec.RawData)
+	if b == nil {
+		if rec.Data == nil {
+			return ""
+		}
+		var err error
+		if b, err = json.Marshal(rec.Data); err != nil {
+			return ""
+		}
 	}
 	h := fnv.New64a()
 	h.Write(b)
 	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// takesRaw reports whether the destination takes record data as JSON.
+func (w *worker) takesRaw() bool {
+	r, ok := w.client.(destination.RawTaker)
+	return ok && r.TakesRawData()
 }
 
 func failAll(recs []record.Record, reason string) []record.Result {

@@ -101,7 +101,12 @@ func (e *encoder) appendRecord(r *record.Record) error {
 	// Deletes carry no data; every other op sends an object, even empty.
 	if r.Op != record.OpDelete {
 		e.buf = append(e.buf, `,"data":`...)
-		if err := e.appendMap(r.Data); err != nil {
+		if r.RawData != nil {
+			// Data as the transformer encoded it with encoding/json:
+			// the same JSON appendMap writes, sorted keys included
+			// (encoding/json also escapes <, > and & as \u003c etc.).
+			e.buf = append(e.buf, r.RawData...)
+		} else if err := e.appendMap(r.Data); err != nil {
 			return fmt.Errorf("data: %w", err)
 		}
 	}

@@ -197,3 +197,23 @@ func FuzzAppendString(f *testing.F) {
 		require.Equal(t, strings.TrimSuffix(buf.String(), "\n"), string(appendString(nil, s)))
 	})
 }
+
+// Raw data (what delivery hands a RawTaker) makes the same JSON body as
+// decoded data.
+func TestRawDataEncodesTheSame(t *testing.T) {
+	data := map[string]any{"email": "a<b>@example.com", "n": json.Number("12.50"), "nested": map[string]any{"z": true, "a": nil}}
+	raw, err := json.Marshal(data)
+	require.NoError(t, err)
+	key := map[string]any{"id": json.Number("1")}
+	body := func(rec record.Record) map[string]any {
+		e := getEncoder()
+		defer putEncoder(e)
+		require.Nil(t, e.encodeBatch(destination.Batch{ID: "b", Sync: "s", RunID: "r", Records: []record.Record{rec}}))
+		var out map[string]any
+		require.NoError(t, record.Decode(e.buf, &out))
+		return out
+	}
+	require.Equal(t,
+		body(record.Record{Op: record.OpUpsert, Key: key, Data: data}),
+		body(record.Record{Op: record.OpUpsert, Key: key, RawData: raw}))
+}

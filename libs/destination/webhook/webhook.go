@@ -396,3 +396,7 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// TakesRawData tells delivery to hand over record data as JSON: the body
+// embeds it as it is.
+func (d *Destination) TakesRawData() bool { return true }

@@ -133,8 +133,8 @@ type liveEvent struct {
 	PayloadText string
 }
 
-func (v liveView) title() string  { return v.Sync + " live" }
-func (v liveView) refresh() int   { return liveRefresh }
+func (v liveView) title() string { return v.Sync + " live" }
+func (v liveView) refresh() int  { return liveRefresh }
 func (s *server) liveSync(r *http.Request) (any, error) {
 	name := r.PathValue("name")
 	if config.ValidateName(string(config.KindSync), name) != nil {
