@@ -27,11 +27,36 @@ type WorkOptions struct {
 	KeepAlive time.Duration
 	// MaxBackoff caps the delay of a nak.
 	MaxBackoff time.Duration
+	// Drain is how long handlers in flight may go on after ctx ends (a
+	// graceful shutdown) before their context is cancelled too; default
+	// 15s, inside the default 30s shutdown timeout.
+	Drain time.Duration
+}
+
+// stoppingKey marks a handler's context with the end of the work loop's.
+type stoppingKey struct{}
+
+// Stopping reports whether the work loop that called a handler is shutting
+// down. Long handlers (the extractor's walk over a model) check it at their
+// next boundary and return an error, which hands the message back at once.
+func Stopping(ctx context.Context) bool {
+	done, ok := ctx.Value(stoppingKey{}).(<-chan struct{})
+	if !ok {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Work pulls messages from cons and hands each to handle, with up to
 // o.Workers at once, until ctx ends; then it stops pulling and waits for the
-// handlers in flight, which see ctx's cancellation.
+// handlers in flight. Those get o.Drain to finish (a request a destination
+// is answering completes, rather than being cut off and sent again by
+// another copy); then their context is cancelled too.
 func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerolog.Logger, handle Handler) error {
 	if o.Workers <= 0 {
 		o.Workers = 1
@@ -42,6 +67,9 @@ func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerol
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
 	}
+	if o.Drain <= 0 {
+		o.Drain = 15 * time.Second
+	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(o.Workers))
 	if err != nil {
 		return err
@@ -49,6 +77,24 @@ func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerol
 	go func() {
 		<-ctx.Done()
 		iter.Stop()
+	}()
+	hctx, cancelHandlers := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), stoppingKey{}, ctx.Done()))
+	defer cancelHandlers()
+	drained := make(chan struct{})
+	defer close(drained)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-drained:
+			return
+		}
+		t := time.NewTimer(o.Drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelHandlers()
+		case <-drained:
+		}
 	}()
 	slots := make(chan struct{}, o.Workers)
 	var wg sync.WaitGroup
@@ -68,7 +114,7 @@ func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerol
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			handleOne(ctx, msg, o, log, handle)
+			handleOne(hctx, msg, o, log, handle)
 		}()
 	}
 }
@@ -95,7 +141,7 @@ func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolo
 		}
 		return
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || Stopping(ctx) {
 		// Shutting down: hand the message back at once for another copy.
 		_ = msg.Nak()
 		return
