@@ -35,6 +35,26 @@ type Destination interface {
 	Close() error
 }
 
+// pacerKey carries a Write's pacer in its context.
+type pacerKey struct{}
+
+// WithPacer returns ctx carrying pace. Delivery paces requests, not Writes:
+// it takes a rate-limit token for a Write's first request, and a
+// destination whose Write makes several requests (splits by size, a read
+// before a delete) calls Pace before each, which waits for the others.
+func WithPacer(ctx context.Context, pace func(context.Context) error) context.Context {
+	return context.WithValue(ctx, pacerKey{}, pace)
+}
+
+// Pace waits for the destination's rate limit before one request of a
+// Write; without a pacer (tests, tools) it returns at once.
+func Pace(ctx context.Context) error {
+	if pace, ok := ctx.Value(pacerKey{}).(func(context.Context) error); ok {
+		return pace(ctx)
+	}
+	return nil
+}
+
 // RawTaker is a Destination that sends record data as the JSON it arrives
 // in (the webhook): delivery then hands it Record.RawData instead of
 // decoding Data, saving a decode and an encode per record.

@@ -322,7 +322,7 @@ func (w *worker) send(ctx context.Context, batch destination.Batch, bp *batchPas
 		}
 		sent := time.Now()
 		metrics.RateLimitWait.WithLabelValues(dest).Add(sent.Sub(waitStart).Seconds())
-		errs, err := w.client.Write(ctx, batch)
+		errs, err := w.client.Write(destination.WithPacer(ctx, w.limit.pacer()), batch)
 		w.limit.release()
 		bp.latency, bp.attempts = time.Since(sent), attempt
 		metrics.RequestSeconds.WithLabelValues(dest).Observe(bp.latency.Seconds())

@@ -92,6 +92,19 @@ func (l *limiter) acquire(ctx context.Context) error {
 	return nil
 }
 
+// pacer returns the pace function of one Write (see destination.Pace):
+// its first request goes on the token acquire already took; each later one
+// waits for a token of its own.
+func (l *limiter) pacer() func(context.Context) error {
+	var started atomic.Bool
+	return func(ctx context.Context) error {
+		if started.CompareAndSwap(false, true) {
+			return nil
+		}
+		return l.bucket.Wait(ctx)
+	}
+}
+
 func (l *limiter) release() {
 	if l.slots != nil {
 		<-l.slots

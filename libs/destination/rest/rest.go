@@ -109,6 +109,9 @@ func (c *Client) Request(ctx context.Context, method, u, contentType string, bod
 // exchange or a transient status (408, 425, 429, 5xx), with the API's
 // Retry-After; a permanent error for a redirect.
 func (c *Client) Do(req *http.Request) (*Response, error) {
+	if err := destination.Pace(req.Context()); err != nil {
+		return nil, err
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, c.transportError(err)

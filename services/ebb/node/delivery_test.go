@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebb-etl/ebb/libs/capture"
 	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/destination/apitest"
 	"github.com/ebb-etl/ebb/libs/run"
 )
 
@@ -311,4 +312,37 @@ func TestCopiesShareTheConfiguredRate(t *testing.T) {
 		}
 		require.LessOrEqual(t, n, 22, "requests in the second after request %d: the copies together exceed the rate", i)
 	}
+}
+
+// TestRateLimitCountsRequestsNotBatches: Salesforce deletes go 25 to a
+// composite request, so one batch of 100 deletes is 4 requests; the
+// destination's rate holds for those requests, not only for the batches
+// delivery hands the destination.
+func TestRateLimitCountsRequestsNotBatches(t *testing.T) {
+	p := newPG(t)
+	p.exec(`CREATE TABLE $S.k (id text PRIMARY KEY, version int)`)
+	p.exec(`INSERT INTO $S.k SELECT 'c' || i, 1 FROM generate_series(1, 100) i`)
+	sf := apitest.NewSalesforce(t, "v62.0", "client", "secret", "")
+	e := startEnv(t)
+	f := versionsConfig(p, "http://unused", nil)
+	f.Destinations[0] = config.Destination{Name: "hook", Type: "salesforce", Config: map[string]any{
+		"instance_url": sf.URL(), "client_id": "client", "client_secret": "secret",
+		"sobject": "Contact", "external_id_field": "Ebb_Id__c",
+		"batch_size": 100, "requests_per_second": 2, "burst": 1, "partitions": 1,
+	}}
+	all := 1.0
+	f.Syncs[0].Mode, f.Syncs[0].Safety.MaxDeleteShare = config.ModeMirror, &all
+	f.Syncs[0].Mapping = []config.Mapping{{From: "id", To: "Ebb_Id__c"}, {From: "version", To: "Version__c"}}
+	e.apply(f)
+	require.Equal(t, run.Succeeded, e.runSync("versions").State)
+	require.Equal(t, 100, sf.Count("Contact"))
+
+	p.exec(`DELETE FROM $S.k`)
+	start := time.Now()
+	r := e.runSync("versions")
+	took := time.Since(start)
+	require.Equal(t, run.Succeeded, r.State, r.Error)
+	require.Zero(t, sf.Count("Contact"))
+	require.GreaterOrEqual(t, took, 1400*time.Millisecond,
+		"4 composite requests at 2/s take 1.5s; one batch alone would take none (took %s)", took)
 }
