@@ -31,6 +31,7 @@ const (
 	BucketRuns      = "ebb_runs"      // run.<sync>.<run_id>, active.<sync>
 	BucketState     = "ebb_state"     // snapshot.<sync>, checkpoint.<run_id>.<stage>, lastrun.<sync>
 	BucketLeases    = "ebb_leases"    // scheduler
+	BucketValues    = "ebb_values"    // <sync>.<key hash>: last payload sent, for syncs with keep_values
 	ObjectSnapshots = "ebb_snapshots" // <sync>/<run_id>/{snapshot,changes,committed}
 )
 
@@ -129,7 +130,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			return fmt.Errorf("provisioning stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{BucketConfig, BucketRuns, BucketState, BucketLeases} {
+	for _, b := range []string{BucketConfig, BucketRuns, BucketState, BucketLeases, BucketValues} {
 		cfg := jetstream.KeyValueConfig{Bucket: b, Storage: l.Storage, Replicas: l.Replicas, History: 1}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("provisioning KV bucket %s: %w", b, err)

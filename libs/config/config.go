@@ -24,11 +24,30 @@ const (
 // Modes lists the known modes, in the order error messages show them.
 var Modes = []Mode{ModeUpsert, ModeUpdate, ModeInsert, ModeMirror, ModeAll}
 
+// Engine says how a sync's runs diff the model against the last snapshot.
+type Engine string
+
+const (
+	// EngineAuto (the default) uses the warehouse engine when the source
+	// has one and its credentials can write to the snapshot schema, and the
+	// local engine otherwise.
+	EngineAuto Engine = "auto"
+	// EngineLocal keeps snapshots in the object store and diffs there:
+	// read-only credentials suffice.
+	EngineLocal Engine = "local"
+	// EngineWarehouse keeps snapshots as tables in the source's snapshot
+	// schema and diffs in SQL; a run fails when it cannot.
+	EngineWarehouse Engine = "warehouse"
+)
+
+// Engines lists the known engines, in the order error messages show them.
+var Engines = []Engine{EngineAuto, EngineLocal, EngineWarehouse}
+
 // SourceTypes and DestinationTypes list the implemented types. The source and
 // destination registries have tests that keep them in step with these lists,
 // so validation does not have to link every driver.
 var (
-	SourceTypes      = []string{"bigquery", "duckdb", "postgres", "snowflake"}
+	SourceTypes      = []string{"bigquery", "duckdb", "postgres", "redshift", "snowflake"}
 	DestinationTypes = []string{"amplitude", "braze", "hubspot", "mixpanel", "nats", "postgres", "salesforce", "segment", "slack", "webhook"}
 )
 
@@ -91,11 +110,25 @@ type Sync struct {
 	QuarantineAfter int `json:"quarantine_after,omitempty" yaml:"quarantine_after"`
 	// Safety stops a run for approval before it sends an unusual change.
 	Safety Safety `json:"safety,omitzero" yaml:"safety"`
+	// KeepValues keeps the last payload sent for each key, so `ebb sync
+	// plan` can show which fields of a changed record change, old → new.
+	// It costs a KV write per record delivered.
+	KeepValues bool `json:"keep_values,omitempty" yaml:"keep_values"`
 	// Alerts notify people when a run fails, fails many records, sees the
 	// model's size swing, or runs long.
 	Alerts []Alert `json:"alerts,omitempty" yaml:"alerts"`
 	// Transformation is optional JavaScript run on each mapped record.
 	Transformation *Transformation `json:"transformation,omitempty" yaml:"transformation"`
+	// Engine is the diff engine: auto (when empty), local or warehouse.
+	Engine Engine `json:"engine,omitempty" yaml:"engine"`
+}
+
+// DiffEngine returns the sync's engine, EngineAuto when unset.
+func (s Sync) DiffEngine() Engine {
+	if s.Engine == "" {
+		return EngineAuto
+	}
+	return s.Engine
 }
 
 // DefaultQuarantineAfter is the default of Sync.QuarantineAfter.
@@ -234,6 +267,13 @@ func (s Sync) Validate() error {
 			return fieldErr(r, "mode", "is required (known: %s)", strings.Join(known, ", "))
 		}
 		return fieldErr(r, "mode", "unknown mode %q (known: %s)", s.Mode, strings.Join(known, ", "))
+	}
+	if s.Engine != "" && !slices.Contains(Engines, s.Engine) {
+		known := make([]string, len(Engines))
+		for i, e := range Engines {
+			known[i] = string(e)
+		}
+		return fieldErr(r, "engine", "unknown engine %q (known: %s)", s.Engine, strings.Join(known, ", "))
 	}
 	if err := s.Safety.validate(r); err != nil {
 		return err

@@ -389,7 +389,77 @@ func (d *decoder) sync(n *yaml.Node, path string, s *Sync) error {
 		"transformation":   d.transformation(&s.Transformation),
 		"schedule":         d.str(&s.Schedule),
 		"quarantine_after": d.integer(&s.QuarantineAfter),
+		"engine":           d.str((*string)(&s.Engine)),
+		"keep_values":      d.boolean(&s.KeepValues),
+		"safety": func(n *yaml.Node, path string) error {
+			return d.object(n, path, fields{
+				"max_delete_share": d.numberPtr(&s.Safety.MaxDeleteShare),
+				"max_change_share": d.numberPtr(&s.Safety.MaxChangeShare),
+				"min_rows":         d.int64Ptr(&s.Safety.MinRows),
+			})
+		},
+		"alerts": d.list(func(n *yaml.Node, path string) error {
+			s.Alerts = append(s.Alerts, Alert{})
+			a := &s.Alerts[len(s.Alerts)-1]
+			return d.object(n, path, fields{
+				"on":      d.str(&a.On),
+				"share":   d.number(&a.Share),
+				"after":   d.str(&a.After),
+				"webhook": d.str(&a.Webhook),
+				"slack":   d.str(&a.Slack),
+			})
+		}),
 	})
+}
+
+// number decodes a number, whole or not; null leaves dst unchanged.
+func (d *decoder) number(dst *float64) field {
+	return func(n *yaml.Node, path string) error {
+		v, err := d.value(n, path)
+		if err != nil || v == nil {
+			return err
+		}
+		switch x := v.(type) {
+		case int:
+			*dst = float64(x)
+		case float64:
+			*dst = x
+		default:
+			return d.errorf(n, path, "want a number, got %s", describe(n))
+		}
+		return nil
+	}
+}
+
+// numberPtr is number for an optional setting: set only when present.
+func (d *decoder) numberPtr(dst **float64) field {
+	return func(n *yaml.Node, path string) error {
+		if v, err := d.value(n, path); err != nil || v == nil {
+			return err
+		}
+		var f float64
+		if err := d.number(&f)(n, path); err != nil {
+			return err
+		}
+		*dst = &f
+		return nil
+	}
+}
+
+// int64Ptr decodes an optional whole number: set only when present.
+func (d *decoder) int64Ptr(dst **int64) field {
+	return func(n *yaml.Node, path string) error {
+		if v, err := d.value(n, path); err != nil || v == nil {
+			return err
+		}
+		var i int
+		if err := d.integer(&i)(n, path); err != nil {
+			return err
+		}
+		v := int64(i)
+		*dst = &v
+		return nil
+	}
 }
 
 // boolean decodes true or false; null leaves dst unchanged.

@@ -234,3 +234,43 @@ func TestValidateMessages(t *testing.T) {
 	require.EqualError(t, Source{Name: "a.b", Type: "duckdb"}.Validate(),
 		`name: source name "a.b" is invalid: use 1-64 letters, digits, '_' or '-'`)
 }
+
+// Every sync setting can be written in ebb.yaml.
+func TestParseSyncSettings(t *testing.T) {
+	f, err := Parse("ebb.yaml", []byte(`
+sources:
+  - {name: wh, type: duckdb, config: {path: wh.duckdb}}
+destinations:
+  - {name: crm, type: webhook, config: {url: "https://crm.example.com/hook"}}
+syncs:
+  - name: s
+    source: wh
+    destination: crm
+    model: {sql: "SELECT 1 AS id", primary_key: [id]}
+    mode: mirror
+    engine: local
+    keep_values: true
+    quarantine_after: 5
+    safety: {max_delete_share: 0.1, max_change_share: 1, min_rows: 1000}
+    alerts:
+      - {on: run_failed, slack: "${SLACK_URL}"}
+      - {on: failed_records, share: 0.05, webhook: "https://ops.example.com/ebb"}
+      - {on: slow_run, after: 45m, webhook: "https://ops.example.com/ebb"}
+`))
+	require.NoError(t, err)
+	s := f.Syncs[0]
+	require.Equal(t, EngineLocal, s.Engine)
+	require.True(t, s.KeepValues)
+	require.Equal(t, 5, s.QuarantineAfter)
+	require.Equal(t, 0.1, *s.Safety.MaxDeleteShare)
+	require.Equal(t, 1.0, *s.Safety.MaxChangeShare)
+	require.EqualValues(t, 1000, *s.Safety.MinRows)
+	require.Equal(t, []Alert{
+		{On: "run_failed", Slack: "${SLACK_URL}"},
+		{On: "failed_records", Share: 0.05, Webhook: "https://ops.example.com/ebb"},
+		{On: "slow_run", After: "45m", Webhook: "https://ops.example.com/ebb"},
+	}, s.Alerts)
+
+	_, err = Parse("ebb.yaml", []byte("syncs:\n  - name: s\n    safety: {max_delete_share: lots}\n"))
+	require.ErrorContains(t, err, "syncs[0].safety.max_delete_share: want a number")
+}

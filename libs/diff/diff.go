@@ -59,8 +59,8 @@ func joinAnd(p []string) string {
 	return "invalid primary keys"
 }
 
-// sends reports whether mode sends a change of kind c.
-func sends(mode config.Mode, c record.Change) bool {
+// Sends reports whether mode sends a change of kind c.
+func Sends(mode config.Mode, c record.Change) bool {
 	switch mode {
 	case config.ModeUpsert:
 		return c == record.Added || c == record.Changed
@@ -114,17 +114,17 @@ func ComputeSkipping(ctx context.Context, src source.Source, m source.Model, mod
 		}
 		switch c {
 		case record.Added:
-			if !sends(mode, c) {
+			if !Sends(mode, c) {
 				return nil
 			}
 			st.Adds++
 		case record.Changed, Unchanged:
-			if !sends(mode, c) {
+			if !Sends(mode, c) {
 				return nil
 			}
 			st.Changes++
 		case record.Deleted:
-			if !sends(mode, c) {
+			if !Sends(mode, c) {
 				return nil
 			}
 			st.Deletes++

@@ -36,9 +36,15 @@ type Gate struct {
 
 type gateEntry struct {
 	state State
-	dry   bool
+	flags Flags
 	found bool
 	read  time.Time
+}
+
+// Flags are what a stage needs to know of a run besides its state.
+type Flags struct {
+	DryRun     bool
+	KeepValues bool
 }
 
 // NewGate returns a gate reading runs from store, caching for ttl.
@@ -52,13 +58,13 @@ func (g *Gate) Check(ctx context.Context, sync, id string) (Decision, error) {
 	return d, err
 }
 
-// CheckRun is Check that also reports whether the run is a dry run.
-func (g *Gate) CheckRun(ctx context.Context, sync, id string) (d Decision, dryRun bool, err error) {
+// CheckRun is Check that also returns the run's flags.
+func (g *Gate) CheckRun(ctx context.Context, sync, id string) (Decision, Flags, error) {
 	e, err := g.entry(ctx, sync, id)
 	if err != nil {
-		return Go, false, err
+		return Go, Flags{}, err
 	}
-	return decide(e), e.dry, nil
+	return decide(e), e.flags, nil
 }
 
 func decide(e gateEntry) Decision {
@@ -87,7 +93,7 @@ func (g *Gate) entry(ctx context.Context, sync, id string) (gateEntry, error) {
 	case err != nil:
 		return e, err
 	default:
-		e = gateEntry{state: r.State, dry: r.DryRun, found: true, read: now}
+		e = gateEntry{state: r.State, flags: Flags{DryRun: r.DryRun, KeepValues: r.Spec.KeepValues}, found: true, read: now}
 	}
 	g.mu.Lock()
 	if len(g.entries) > 4096 {

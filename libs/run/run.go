@@ -103,6 +103,9 @@ type Run struct {
 	Spec config.Sync `json:"spec"`
 	// BatchSize is how many change-set entries each extracted batch covers.
 	BatchSize int `json:"batch_size,omitempty"`
+	// Engine is the diff engine the run used, "local" or "warehouse" (the
+	// sync's engine: auto resolves to one of them when the run diffs).
+	Engine string `json:"engine,omitempty"`
 	// Snapshot objects: the model as diffed (the candidate) and the change set.
 	Candidate string `json:"candidate,omitempty"`
 	ChangeSet string `json:"change_set,omitempty"`

@@ -14,7 +14,12 @@ import (
 // under "snapshot.<sync>" and moves only by compare-and-swap, when a run
 // commits.
 type Pointer struct {
-	RunID       string    `json:"run_id"`
+	RunID string `json:"run_id"`
+	// Engine is the diff engine that committed the snapshot: "local" (or
+	// empty, before engines were recorded) for Object, "warehouse" for
+	// Table, a table of the source's snapshot schema.
+	Engine      string    `json:"engine,omitempty"`
+	Table       string    `json:"table,omitempty"`
 	Object      string    `json:"object"`
 	Rows        int64     `json:"rows"`
 	CommittedAt time.Time `json:"committed_at"`
@@ -55,5 +60,11 @@ func StorePointer(ctx context.Context, kv jetstream.KeyValue, sync string, p Poi
 	return nil
 }
 
-// ObjectName names a run's objects: kind is "snapshot", "changes" or "committed".
+// InWarehouse reports whether the snapshot is a table of the warehouse
+// engine.
+func (p Pointer) InWarehouse() bool { return p.Engine == "warehouse" }
+
+// ObjectName names a run's objects: kind is "snapshot", "changes",
+// "committed" or "previous" (a warehouse snapshot copied for the local
+// engine).
 func ObjectName(sync, runID, kind string) string { return sync + "/" + runID + "/" + kind }

@@ -49,6 +49,15 @@ func benchDiff(ctx context.Context, n int64) ([]Row, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	whSrc, err := postgres.Open(ctx, map[string]any{"dsn": postgresDSN(), "snapshot_schema": ds.schema})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer whSrc.Close()
+	wh := &whBench{env: env, w: whSrc, m: model}
+	if err := wh.first(ctx); err != nil {
+		return nil, nil, err
+	}
 	hashExpr := "md5(ROW(m.*)::text)"
 	if err := ds.exec(ctx, "CREATE TABLE "+ds.table("snap_prev")+" AS SELECT m.id, "+hashExpr+" AS h FROM ("+model.SQL+") m"); err != nil {
 		return nil, nil, err
@@ -92,6 +101,10 @@ func benchDiff(ctx context.Context, n int64) ([]Row, []string, error) {
 		}
 		keep("local", st.elapsed)
 
+		if err := wh.rep(ctx, n, keep); err != nil {
+			return nil, nil, err
+		}
+
 		d, err = exceptDiff(ctx, ds, model.SQL, hashExpr, n)
 		if err != nil {
 			return nil, nil, err
@@ -122,13 +135,17 @@ func benchDiff(ctx context.Context, n int64) ([]Row, []string, error) {
 	join.Ratio = ratio(local, join.Baseline.Value)
 	join.check(join.Ratio < 1, "slower than the join")
 
-	wh := Row{Scenario: "diff", Measure: "warehouse engine", Size: n, Target: "faster than EXCEPT/JOIN",
-		Status: "not built yet", Reason: "the warehouse engine does not exist yet"}
+	whPG := whRows("Postgres", n, best)
+	whDuck, err := benchDuckDBDiff(ctx, env, n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("diff on DuckDB: %w", err)
+	}
 
 	notes := []string{fmt.Sprintf("diff: %d model rows after the edit (%d changed, %d added, %d deleted); best of %d; local = %s rows/s, floor = %s rows/s; the floor with a plain ORDER BY id (serial index scan) took %s",
 		rows, changedRows(n), addedRows(n), deletedRows(n), diffReps,
 		thousands(float64(rows)/local), thousands(float64(rows)/best["floor"].Seconds()), best["floor_index"].Round(time.Millisecond))}
-	return []Row{floor, except, join, wh}, notes, nil
+	out := append([]Row{floor, except, join}, whPG...)
+	return append(out, whDuck...), notes, nil
 }
 
 // modelRows is the model's size after the edit.

@@ -38,6 +38,9 @@ func (s *server) Apply(ctx context.Context, req *adminv1.ApplyRequest) (*adminv1
 	if req.GetDryRun() {
 		return resp, nil
 	}
+	if resp.SourceChecks, err = s.checkAppliedSources(ctx, desired, changes); err != nil {
+		return nil, err
+	}
 	for i, c := range changes {
 		if err := s.applyChange(ctx, desired, c); err != nil {
 			return nil, toStatus(fmt.Errorf("applying change %d of %d (%s), after the ones before it: %w", i+1, len(changes), c, err))

@@ -43,7 +43,7 @@ func (s *server) PlanSync(req *adminv1.PlanSyncRequest, stream grpc.ServerStream
 	if r, err = s.awaitRun(ctx, r); err != nil {
 		return err
 	}
-	summary := &adminv1.PlanSummary{Run: convert.RunToPB(r)}
+	summary := &adminv1.PlanSummary{Run: convert.RunToPB(r), ValuesKept: r.Spec.KeepValues}
 	if err := stream.Send(&adminv1.PlanSyncResponse{Item: &adminv1.PlanSyncResponse_Summary{Summary: summary}}); err != nil {
 		return err
 	}
@@ -79,10 +79,25 @@ func (s *server) awaitRun(ctx context.Context, r *run.Run) (*run.Run, error) {
 // the limit smallest keys, so the same data always gives the same sample.
 func (s *server) sendPlanned(ctx context.Context, r *run.Run, limit int, all bool,
 	stream grpc.ServerStreamingServer[adminv1.PlanSyncResponse]) error {
+	var values *run.Values
+	if r.Spec.KeepValues {
+		kv, err := s.d.JS.KeyValue(ctx, bus.BucketValues)
+		if err != nil {
+			return toStatus(err)
+		}
+		values = run.NewValues(kv)
+	}
+	send := func(rec record.Record) error {
+		changes, err := fieldChanges(ctx, values, r.Sync, rec)
+		if err != nil {
+			return toStatus(err)
+		}
+		return sendPlanned(stream, rec, changes)
+	}
 	samples := map[record.Op][]record.Record{}
 	err := readPlan(ctx, s.d.JS, r, func(rec record.Record) error {
 		if all {
-			return sendPlanned(stream, rec)
+			return send(rec)
 		}
 		samples[rec.Op] = keepSmallest(samples[rec.Op], rec, limit)
 		return nil
@@ -92,7 +107,7 @@ func (s *server) sendPlanned(ctx context.Context, r *run.Run, limit int, all boo
 	}
 	for _, op := range []record.Op{record.OpUpsert, record.OpInsert, record.OpUpdate, record.OpDelete} {
 		for _, rec := range samples[op] {
-			if err := sendPlanned(stream, rec); err != nil {
+			if err := send(rec); err != nil {
 				return err
 			}
 		}
@@ -113,8 +128,33 @@ func keepSmallest(recs []record.Record, rec record.Record, n int) []record.Recor
 	return recs[:min(len(recs), n)]
 }
 
-func sendPlanned(stream grpc.ServerStreamingServer[adminv1.PlanSyncResponse], rec record.Record) error {
-	pr := &adminv1.PlannedRecord{Op: string(rec.Op), Change: changeName(rec.Change), Key: rec.KeyEnc.String()}
+// fieldChanges compares a changed record with the payload last sent for
+// its key, when the sync keeps values.
+func fieldChanges(ctx context.Context, values *run.Values, sync string, rec record.Record) ([]*adminv1.FieldChange, error) {
+	if values == nil || rec.Change != record.Changed || rec.Data == nil {
+		return nil, nil
+	}
+	old, err := values.Last(ctx, sync, rec.KeyEnc)
+	if err != nil || old == nil {
+		return nil, err
+	}
+	var out []*adminv1.FieldChange
+	for _, c := range run.DiffFields(old, rec.Data) {
+		out = append(out, &adminv1.FieldChange{Path: c.Path, Old: fieldText(c.Old), New: fieldText(c.New)})
+	}
+	return out, nil
+}
+
+// fieldText is a field's value as JSON, or "" for a field that is not there.
+func fieldText(v any) string {
+	if v == nil {
+		return ""
+	}
+	return jsonText(v)
+}
+
+func sendPlanned(stream grpc.ServerStreamingServer[adminv1.PlanSyncResponse], rec record.Record, changes []*adminv1.FieldChange) error {
+	pr := &adminv1.PlannedRecord{Op: string(rec.Op), Change: changeName(rec.Change), Key: rec.KeyEnc.String(), Changes: changes}
 	if rec.Data != nil {
 		payload, err := json.Marshal(rec.Data)
 		if err != nil {

@@ -132,6 +132,7 @@ type worker struct {
 	limit  *limiter
 	gate   *run.Gate
 	debug  *debug.Publisher
+	values *run.Values
 	plane  *plane.Plane
 	log    zerolog.Logger
 	cancel context.CancelFunc
@@ -143,12 +144,17 @@ func start(ctx context.Context, d Deps, m *members, dest config.Destination) (*w
 	if err != nil {
 		return nil, err
 	}
+	kv, err := d.Plane.JS.KeyValue(ctx, bus.BucketValues)
+	if err != nil {
+		return nil, fmt.Errorf("opening the values bucket: %w", err)
+	}
+	values := run.NewValues(kv)
 	client, err := d.OpenDestination(ctx, dest)
 	if err != nil {
 		return nil, fmt.Errorf("opening destination %q: %w", dest.Name, err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts, &m.copies), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, plane: d.Plane, cancel: cancel,
+	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts, &m.copies), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, values: values, plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
@@ -191,7 +197,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}
-	decision, dryRun, err := w.gate.CheckRun(ctx, b.Sync, b.RunID)
+	decision, flags, err := w.gate.CheckRun(ctx, b.Sync, b.RunID)
 	switch {
 	case err != nil:
 		return err
@@ -199,7 +205,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // cancelled or failed: nothing more is sent
 	case decision == run.Hold:
 		return run.ErrHeld
-	case dryRun:
+	case flags.DryRun:
 		return w.recordPlan(ctx, b, msg.Data())
 	}
 	bp := &batchPass{deadline: time.Now().Add(w.opts.RetryFor)}
@@ -217,6 +223,11 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		results = append(results, res...)
 	}
 	countResults(b.Sync, results)
+	if flags.KeepValues {
+		if err := w.keepValues(ctx, b, results); err != nil {
+			return err
+		}
+	}
 	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results, Retries: bp.retries}
 	data, err := json.Marshal(rb)
 	if err != nil {
@@ -224,6 +235,20 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	id := record.MsgID(b.Sync, b.RunID, "results", b.Seq, b.Partition)
 	return bus.Publish(ctx, w.plane.JS, bus.Results(b.Sync), data, id)
+}
+
+// keepValues remembers the payloads delivered, for plans of syncs with
+// keep_values. Results are in record order.
+func (w *worker) keepValues(ctx context.Context, b record.Batch, results []record.Result) error {
+	for i, rec := range b.Records {
+		if results[i].Status != record.Delivered {
+			continue
+		}
+		if err := w.values.Keep(ctx, b.Sync, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordPlan handles a dry run's batch: what would be sent goes to the

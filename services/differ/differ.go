@@ -60,6 +60,7 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	s := &service{d}
+	go s.cleanAtStart(ctx)
 	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
@@ -105,15 +106,21 @@ func (s *service) endDryRun(ctx context.Context, log zerolog.Logger, r *run.Run)
 		}
 		return nil
 	})
-	if err == nil {
-		log.Info().Msg("dry run ended; nothing committed")
+	if err != nil {
+		return err
 	}
-	return err
+	log.Info().Msg("dry run ended; nothing committed")
+	if r.Engine == engineWarehouse {
+		s.clean(ctx, log, r.Spec.Source)
+	}
+	return nil
 }
 
-// deleteRunObjects removes a run's candidate snapshot and change set.
+// deleteRunObjects removes a run's candidate snapshot and change set (its
+// warehouse tables are the janitor's).
 func (s *service) deleteRunObjects(ctx context.Context, r *run.Run) {
-	for _, obj := range []string{snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.ObjectName(r.Sync, r.ID, "changes")} {
+	for _, obj := range []string{snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.ObjectName(r.Sync, r.ID, "changes"),
+		snapshot.ObjectName(r.Sync, r.ID, "previous")} {
 		_ = s.Plane.Snapshots.Delete(ctx, obj)
 	}
 }
@@ -162,7 +169,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 	if err != nil {
 		return s.fail(ctx, log, r, err)
 	}
-	stats, err := s.computeDiff(ctx, plan, r)
+	engine, stats, err := s.computeDiff(ctx, log, plan, r)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -191,7 +198,11 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 		r.ModelRows = stats.Rows
 		r.Quarantined = stats.Quarantined
 		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
-		r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
+		r.Engine = engine
+		r.Candidate = ""
+		if engine == engineLocal {
+			r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
+		}
 		r.ChangeSet = snapshot.ObjectName(r.Sync, r.ID, "changes")
 		return nil
 	})
@@ -203,7 +214,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 		s.deleteRunObjects(ctx, r)
 		return nil
 	}
-	log.Info().Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
+	log.Info().Str("engine", engine).Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
 	if r.Planned.Total() == 0 {
 		return s.commit(ctx, log, r)
@@ -240,45 +251,6 @@ func (s *service) prepare(ctx context.Context, r *run.Run) (plan, error) {
 	}
 	p.delivery, err = dest.Delivery()
 	return p, err
-}
-
-// computeDiff streams the model against the committed snapshot into the
-// run's candidate snapshot and change set.
-func (s *service) computeDiff(ctx context.Context, p plan, r *run.Run) (diff.Stats, error) {
-	src, err := s.OpenSource(ctx, p.src)
-	if err != nil {
-		return diff.Stats{}, fmt.Errorf("opening source %q: %w", p.src.Name, err)
-	}
-	defer src.Close()
-	ptr, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
-	if err != nil {
-		return diff.Stats{}, err
-	}
-	prev, err := snapshot.Open(ctx, s.Plane.Snapshots, ptr.Object, snapshot.SnapshotPayload)
-	if err != nil {
-		return diff.Stats{}, err
-	}
-	defer prev.Close()
-	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.SnapshotPayload)
-	changes := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "changes"), snapshot.ChangesPayload)
-	skip, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
-	if err != nil {
-		next.Abort(err)
-		changes.Abort(err)
-		return diff.Stats{}, err
-	}
-	model := source.Model{SQL: p.sync.Model.SQL, PrimaryKey: p.sync.Model.PrimaryKey}
-	stats, err := diff.ComputeSkipping(ctx, src, model, p.sync.Mode, skip, prev, next, changes)
-	if err != nil {
-		next.Abort(err)
-		changes.Abort(err)
-		return stats, err
-	}
-	if err := next.Close(); err != nil {
-		changes.Abort(err)
-		return stats, err
-	}
-	return stats, changes.Close()
 }
 
 // commit moves the sync's snapshot pointer to what the run delivered and
@@ -318,6 +290,7 @@ func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) er
 		return err
 	}
 	_ = s.Plane.Snapshots.Delete(ctx, r.ChangeSet)
+	_ = s.Plane.Snapshots.Delete(ctx, snapshot.ObjectName(r.Sync, r.ID, "previous"))
 	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
 		if r.State.Terminal() {
 			return run.ErrSkip
@@ -329,13 +302,22 @@ func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) er
 		}
 		return nil
 	})
-	if err == nil {
-		log.Info().Msg("run committed")
+	if err != nil {
+		return err
 	}
-	return err
+	log.Info().Msg("run committed")
+	if r.Engine == engineWarehouse || ptr.InWarehouse() {
+		// Now that the run is over, its change table and the snapshot it
+		// replaced are no one's.
+		s.clean(ctx, log, r.Spec.Source)
+	}
+	return nil
 }
 
 func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Run, prev snapshot.Pointer, rev uint64) error {
+	if r.Engine == engineWarehouse {
+		return s.movePointerInWarehouse(ctx, log, r, prev, rev)
+	}
 	keep, err := s.failedKeys(ctx, r)
 	if errors.Is(err, run.ErrTooManyFailures) {
 		log.Warn().Int("limit", s.MaxFailedKeys).Msg("too many failed records to patch the snapshot; keeping the previous one whole")
@@ -345,10 +327,14 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	if err != nil {
 		return err
 	}
-	next := snapshot.Pointer{RunID: r.ID, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
+	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
 	if len(keep) > 0 {
+		prevObj := prev.Object
+		if prev.InWarehouse() {
+			prevObj = snapshot.ObjectName(r.Sync, r.ID, "previous") // the diff's copy of the table
+		}
 		next.Object = snapshot.ObjectName(r.Sync, r.ID, "committed")
-		if next.Rows, err = s.patch(ctx, prev.Object, r.Candidate, next.Object, keep); err != nil {
+		if next.Rows, err = s.patch(ctx, prevObj, r.Candidate, next.Object, keep); err != nil {
 			return err
 		}
 	}

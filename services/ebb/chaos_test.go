@@ -39,18 +39,19 @@ const chaosYAML = `
 sources:
   - name: wh
     type: postgres
-    config: { dsn: "%s" }
+    config: { dsn: "%[1]s", snapshot_schema: %[6]s }
 destinations:
   - name: hook
     type: webhook
-    config: { url: "%s", batch_size: %d, partitions: %d, ack_window: %d, timeout: 10s }
+    config: { url: "%[2]s", batch_size: %[3]d, partitions: %[4]d, ack_window: %[5]d, timeout: 10s }
 syncs:
   - name: items
     source: wh
     destination: hook
-    model: { sql: "SELECT id, name, score, note FROM %s.items", primary_key: [id] }
+    model: { sql: "SELECT id, name, score, note FROM %[6]s.items", primary_key: [id] }
     mode: mirror
     schedule: manual
+    engine: local # requireCommitted reads the snapshot from the object store
 `
 
 // chaosParams come from the environment, so `make chaos` can run long.

@@ -25,6 +25,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/run"
 	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/libs/source"
+	"github.com/ebb-etl/ebb/libs/warehouse"
 )
 
 // Deps is what the extractor needs.
@@ -216,8 +217,7 @@ var errDone = errors.New("change set exhausted")
 
 func (b *batcher) walk(ctx context.Context, src source.Source) error {
 	if b.has && b.needsRows() {
-		model := source.Model{SQL: b.run.Spec.Model.SQL, PrimaryKey: b.run.Spec.Model.PrimaryKey}
-		err := src.ScanRows(ctx, model, b.cp.LastKey, func(key record.Key, row map[string]any) error {
+		err := b.scan(ctx, src, func(key record.Key, row map[string]any) error {
 			return b.row(ctx, key, row)
 		})
 		if err != nil && !errors.Is(err, errDone) {
@@ -235,6 +235,27 @@ func (b *batcher) walk(ctx context.Context, src source.Source) error {
 		}
 	}
 	return b.flush(ctx)
+}
+
+// scan reads the model's rows after the checkpoint, in key order. A run
+// of the warehouse engine reads only the changed rows: the model joined
+// with the run's change table, so unchanged rows never leave the
+// warehouse.
+func (b *batcher) scan(ctx context.Context, src source.Source, fn source.RowFunc) error {
+	model := source.Model{SQL: b.run.Spec.Model.SQL, PrimaryKey: b.run.Spec.Model.PrimaryKey}
+	if b.run.Engine != string(config.EngineWarehouse) {
+		return src.ScanRows(ctx, model, b.cp.LastKey, fn)
+	}
+	w, ok := src.(source.Warehouse)
+	if !ok {
+		return fmt.Errorf("the run diffed with the warehouse engine, which source %q does not have", b.run.Spec.Source)
+	}
+	tag, err := warehouse.Tag(ctx, b.svc.Plane.State)
+	if err != nil {
+		return err
+	}
+	changes := warehouse.RunTables(tag, b.run.Sync, b.run.ID).Changes
+	return w.ScanChangedRows(ctx, model, changes, b.cp.LastKey, fn)
 }
 
 // needsRows reports whether any change needs a model row. A mirror run with

@@ -98,11 +98,16 @@ func (s *service) plan(ctx context.Context, sync, runID string) (*runPlan, error
 		}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Another worker may have built it meanwhile: keep one, so the run's
+	// batches share one probe of a transformation failing everything.
+	if existing, ok := s.plans[runID]; ok {
+		return existing, nil
+	}
 	if len(s.plans) > 256 {
 		s.plans = map[string]*runPlan{}
 	}
 	s.plans[runID] = p
-	s.mu.Unlock()
 	return p, nil
 }
 

@@ -27,6 +27,9 @@ type Source struct {
 	project  string
 	dataset  string
 	location string
+	// member is the IAM member the credentials act as, for the check's
+	// fix statements ("" with application default credentials).
+	member string
 }
 
 var _ source.Source = (*Source)(nil)
@@ -64,7 +67,7 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		return nil, fmt.Errorf("bigquery source: creating client: %w", err)
 	}
 	client.Location = c.location
-	s := &Source{client: client, project: c.project, dataset: c.dataset, location: c.location}
+	s := &Source{client: client, project: c.project, dataset: c.dataset, location: c.location, member: memberOf(c.credentials)}
 	if c.dataset != "" {
 		if _, err := client.Dataset(c.dataset).Metadata(ctx); err != nil {
 			_ = client.Close()

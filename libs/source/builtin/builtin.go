@@ -12,6 +12,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source/bigquery"
 	"github.com/ebb-etl/ebb/libs/source/duckdb"
 	"github.com/ebb-etl/ebb/libs/source/postgres"
+	"github.com/ebb-etl/ebb/libs/source/redshift"
 	"github.com/ebb-etl/ebb/libs/source/snowflake"
 )
 
@@ -27,6 +28,9 @@ var openers = map[string]openFunc{
 	},
 	"postgres": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
 		return postgres.Open(ctx, cfg)
+	},
+	"redshift": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
+		return redshift.Open(ctx, cfg)
 	},
 	"snowflake": func(ctx context.Context, cfg map[string]any) (source.Source, error) {
 		return snowflake.Open(ctx, cfg)

@@ -25,6 +25,9 @@ import (
 type Source struct {
 	db      *sql.DB
 	release func()
+	// schema holds the warehouse diff engine's tables (config field
+	// "snapshot_schema").
+	schema string
 }
 
 var _ source.Source = (*Source)(nil)
@@ -36,6 +39,10 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	path, ok := cfg["path"].(string)
 	if !ok || path == "" {
 		return nil, errors.New(`duckdb source: config field "path" is required and must be a string`)
+	}
+	schema, err := source.SnapshotSchema(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb source: %w", err)
 	}
 	readOnly := false
 	if v, ok := cfg["read_only"]; ok && v != nil {
@@ -51,7 +58,7 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		release()
 		return nil, fmt.Errorf("duckdb source: opening %s: %w", path, err)
 	}
-	return &Source{db: db, release: sync.OnceFunc(release)}, nil
+	return &Source{db: db, release: sync.OnceFunc(release), schema: schema}, nil
 }
 
 // DB returns the process's shared read-write handle on the database file at

@@ -62,12 +62,7 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 	if err != nil {
 		return err
 	}
-	texts := make([]string, len(cols))
-	for i, c := range cols {
-		texts[i] = "CAST(" + column(c.Name) + " AS VARCHAR)"
-	}
-	q := "SELECT " + strings.Join(selectKeys(keys), ", ") +
-		", unhex(md5(CAST(to_json([" + strings.Join(texts, ", ") + "]) AS VARCHAR))) FROM " +
+	q := "SELECT " + strings.Join(selectKeys(keys), ", ") + ", " + rowHash(cols) + " FROM " +
 		query.Wrap(m.SQL) + " ORDER BY " + orderBy(keys)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -99,6 +94,15 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 		return fmt.Errorf("running model: %w", err)
 	}
 	return nil
+}
+
+// rowHash is the md5 of the row's JSON array of its columns' text forms.
+func rowHash(cols []source.Column) string {
+	texts := make([]string, len(cols))
+	for i, c := range cols {
+		texts[i] = "CAST(" + column(c.Name) + " AS VARCHAR)"
+	}
+	return "unhex(md5(CAST(to_json([" + strings.Join(texts, ", ") + "]) AS VARCHAR)))"
 }
 
 // ScanRows streams whole rows after the given key, in key order.

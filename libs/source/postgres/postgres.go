@@ -4,9 +4,10 @@ package postgres
 
 import (
 	"context"
-	"errors"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
-	"strings"
+	"strconv"
 	"unsafe"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +23,10 @@ import (
 // Source reads models from one Postgres database.
 type Source struct {
 	pool *pgxpool.Pool
+	d    Dialect
+	// schema holds the warehouse diff engine's tables (config field
+	// "snapshot_schema").
+	schema string
 }
 
 var _ source.Source = (*Source)(nil)
@@ -29,34 +34,43 @@ var _ source.Source = (*Source)(nil)
 // Open connects to the database named by cfg["dsn"], a libpq connection
 // string or URL.
 func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
+	return OpenDialect(ctx, cfg, postgresDialect())
+}
+
+// OpenDialect connects to a wire-compatible warehouse named by cfg["dsn"]
+// and reads it in dialect d.
+func OpenDialect(ctx context.Context, cfg map[string]any, d Dialect) (*Source, error) {
 	dsn, ok := cfg["dsn"].(string)
 	if !ok || dsn == "" {
-		return nil, errors.New(`postgres source: config field "dsn" is required and must be a string`)
+		return nil, fmt.Errorf(`%s source: config field "dsn" is required and must be a string`, d.Name)
+	}
+	schema, err := source.SnapshotSchema(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s source: %w", d.Name, err)
 	}
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgconn redacts the password from parse errors.
-		return nil, fmt.Errorf("postgres source: parsing dsn: %w", err)
+		return nil, fmt.Errorf("%s source: parsing dsn: %w", d.Name, err)
 	}
 	// Key parts and row hashes are computed from text forms, which must not
 	// change with the server's, the role's or the database's defaults.
 	rp := pc.ConnConfig.RuntimeParams
-	rp["timezone"] = "UTC"
-	rp["datestyle"] = "ISO, MDY"
-	rp["intervalstyle"] = "postgres"
-	rp["extra_float_digits"] = "1"
+	for k, v := range d.Params {
+		rp[k] = v
+	}
 	if rp["application_name"] == "" {
 		rp["application_name"] = "ebb"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("postgres source: %w", err)
+		return nil, fmt.Errorf("%s source: %w", d.Name, err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres source: connecting: %w", err)
+		return nil, fmt.Errorf("%s source: connecting: %w", d.Name, err)
 	}
-	return &Source{pool: pool}, nil
+	return &Source{pool: pool, d: d, schema: schema}, nil
 }
 
 // Close closes the pool.
@@ -78,7 +92,7 @@ func (s *Source) Columns(ctx context.Context, sql string) ([]source.Column, erro
 	}
 	cols := make([]source.Column, len(fields))
 	for i, f := range fields {
-		name, err := typeName(ctx, conn.Conn(), f.DataTypeOID)
+		name, err := s.typeName(ctx, conn.Conn(), f.DataTypeOID)
 		if err != nil {
 			return nil, err
 		}
@@ -103,11 +117,7 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 	if err != nil {
 		return err
 	}
-	// ROW(m.*)::text quotes empty strings and leaves NULLs empty, so NULL and
-	// '' hash differently, and quotes values containing delimiters.
-	sql := "SELECT " + strings.Join(keyExprs(keys), ", ") +
-		", decode(md5(ROW(m.*)::text), 'hex') FROM " + query.Wrap(m.SQL) +
-		" ORDER BY " + orderBy(keys)
+	sql := s.d.hashSQL(m.SQL, fields, keys)
 	formats := make(pgx.QueryResultFormats, len(keys)+1)
 	for i := range formats {
 		formats[i] = pgx.BinaryFormatCode
@@ -115,19 +125,29 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeDescribeExec, formats)
+	rows, err := s.query(ctx, conn.Conn(), sql, formats, nil)
 	if err != nil {
 		return fmt.Errorf("running model: %w", err)
 	}
 	defer rows.Close()
 	var key record.Key
+	var hash [md5.Size]byte
 	n := len(keys)
 	for rows.Next() {
 		raw := rows.RawValues()
-		if key, err = appendKey(key[:0], keys, raw); err != nil {
+		if key, err = s.appendKey(key[:0], keys, raw); err != nil {
 			return err
 		}
-		if err := fn(key, raw[n]); err != nil {
+		h := raw[n]
+		if s.d.Portable {
+			// The portable hash arrives as 32 hex digits of text.
+			if _, err := hex.Decode(hash[:], h); err != nil || len(h) != 2*md5.Size {
+				stop(cancel, rows)
+				return fmt.Errorf("decoding row hash %q: not %d hex digits", h, 2*md5.Size)
+			}
+			h = hash[:]
+		}
+		if err := fn(key, h); err != nil {
 			stop(cancel, rows)
 			return err
 		}
@@ -154,27 +174,16 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 		return err
 	}
 	cols, err := columnsOf(conn.Conn().TypeMap(), fields)
+	if s.d.Portable {
+		cols, err = textColumnsOf(fields)
+	}
 	if err != nil {
 		return err
 	}
-
-	sql := "SELECT m.*, " + strings.Join(keyExprs(keys), ", ") + " FROM " + query.Wrap(m.SQL)
-	var args []any
-	if after != nil {
-		parts, err := query.Parts(after, keys)
-		if err != nil {
-			return err
-		}
-		var cond string
-		cond, args = query.After(keyExprs(keys), parts, func(n, i int) string {
-			if keys[i].Int {
-				return fmt.Sprintf("$%d::int8", n)
-			}
-			return fmt.Sprintf("$%d::text", n)
-		}, true)
-		sql += " WHERE " + cond
+	sql, args, err := s.d.rowsSQL(m.SQL, fields, keys, after)
+	if err != nil {
+		return err
 	}
-	sql += " ORDER BY " + orderBy(keys)
 
 	formats := make(pgx.QueryResultFormats, len(cols)+len(keys))
 	for i := range formats {
@@ -185,7 +194,7 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rows, err := conn.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, formats}, args...)...)
+	rows, err := s.query(ctx, conn.Conn(), sql, formats, args)
 	if err != nil {
 		return fmt.Errorf("running model: %w", err)
 	}
@@ -198,7 +207,7 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 			stop(cancel, rows)
 			return err
 		}
-		if key, err = appendKey(key[:0], keys, raw[len(cols):]); err != nil {
+		if key, err = s.appendKey(key[:0], keys, raw[len(cols):]); err != nil {
 			stop(cancel, rows)
 			return err
 		}
@@ -211,6 +220,16 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 		return fmt.Errorf("running model: %w", err)
 	}
 	return nil
+}
+
+// query runs a scan. Postgres reads the formats asked for, on the unnamed
+// statement described first. The portable dialect uses the "exec" mode:
+// parameters and results in text format, as Redshift has no binary format.
+func (s *Source) query(ctx context.Context, conn *pgx.Conn, sql string, formats pgx.QueryResultFormats, args []any) (pgx.Rows, error) {
+	if s.d.Portable {
+		return conn.Query(ctx, sql, append([]any{pgx.QueryExecModeExec}, args...)...)
+	}
+	return conn.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, formats}, args...)...)
 }
 
 // Scans run in describe-exec mode, on the unnamed statement: a statement
@@ -236,12 +255,19 @@ func describe(ctx context.Context, conn *pgx.Conn, sql string) ([]pgconn.FieldDe
 
 // typeName names a type from the connection's type map, or from the server's
 // catalog for types pgx does not know (enums, domains, extensions).
-func typeName(ctx context.Context, conn *pgx.Conn, oid uint32) (string, error) {
+func (s *Source) typeName(ctx context.Context, conn *pgx.Conn, oid uint32) (string, error) {
+	if name, ok := redshiftTypes[oid]; ok && s.d.Portable {
+		return name, nil
+	}
 	if t, ok := conn.TypeMap().TypeForOID(oid); ok {
 		return t.Name, nil
 	}
+	mode := pgx.QueryExecModeCacheStatement
+	if s.d.Portable {
+		mode = pgx.QueryExecModeExec
+	}
 	var name string
-	if err := conn.QueryRow(ctx, "SELECT format_type($1, NULL)", oid).Scan(&name); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT format_type($1, NULL)", mode, oid).Scan(&name); err != nil {
 		return "", fmt.Errorf("naming type %d: %w", oid, err)
 	}
 	return name, nil
@@ -261,32 +287,18 @@ func keysOf(fields []pgconn.FieldDescription, primaryKey []string) ([]query.Key,
 	})
 }
 
-// keyExprs are the key columns as selected and compared: integers as they
-// are, everything else as text compared byte by byte.
-func keyExprs(keys []query.Key) []string {
-	exprs := make([]string, len(keys))
-	for i, k := range keys {
-		col := "m." + pgx.Identifier{k.Name}.Sanitize()
-		if k.Int {
-			exprs[i] = col
-			continue
-		}
-		exprs[i] = "(" + col + ")::text COLLATE \"C\""
-	}
-	return exprs
-}
-
-// orderBy sorts NULLs first, as record.AppendNull does.
-func orderBy(keys []query.Key) string {
-	exprs := keyExprs(keys)
-	for i := range exprs {
-		exprs[i] += " NULLS FIRST"
-	}
-	return strings.Join(exprs, ", ")
-}
-
-// appendKey encodes the key columns of a row, read in binary format.
+// appendKey encodes the key columns of a row, integers in binary format.
 func appendKey(k record.Key, keys []query.Key, raw [][]byte) (record.Key, error) {
+	return appendKeyWith(k, keys, raw, binaryInt)
+}
+
+// appendKey encodes the key columns of a row: integers in binary format,
+// or in text format in the portable dialect.
+func (s *Source) appendKey(k record.Key, keys []query.Key, raw [][]byte) (record.Key, error) {
+	return appendKeyWith(k, keys, raw, s.keyInt)
+}
+
+func appendKeyWith(k record.Key, keys []query.Key, raw [][]byte, keyInt func([]byte) (int64, error)) (record.Key, error) {
 	for i, key := range keys {
 		v := raw[i]
 		switch {
@@ -296,7 +308,7 @@ func appendKey(k record.Key, keys []query.Key, raw [][]byte) (record.Key, error)
 			// AppendString copies the bytes; the string does not outlive the call.
 			k = record.AppendString(k, unsafe.String(unsafe.SliceData(v), len(v)))
 		default:
-			n, err := binaryInt(v)
+			n, err := keyInt(v)
 			if err != nil {
 				return nil, fmt.Errorf("decoding key column %q: %w", key.Name, err)
 			}
@@ -304,4 +316,11 @@ func appendKey(k record.Key, keys []query.Key, raw [][]byte) (record.Key, error)
 		}
 	}
 	return k, nil
+}
+
+func (s *Source) keyInt(v []byte) (int64, error) {
+	if s.d.Portable {
+		return strconv.ParseInt(unsafe.String(unsafe.SliceData(v), len(v)), 10, 64)
+	}
+	return binaryInt(v)
 }

@@ -25,6 +25,9 @@ import (
 // Source reads models from one Snowflake account.
 type Source struct {
 	db *sql.DB
+	// cfg names the role, warehouse, database and schema the credential
+	// check looks at.
+	cfg *sf.Config
 }
 
 var _ source.Source = (*Source)(nil)
@@ -61,7 +64,7 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("snowflake source: %w", connectError(c, err))
 	}
-	return &Source{db: db}, nil
+	return &Source{db: db, cfg: c}, nil
 }
 
 // Close closes the sessions.

@@ -66,7 +66,10 @@ func apply(ctx context.Context, w io.Writer, g *Globals, file string, dryRun boo
 	if err != nil {
 		return err
 	}
-	return printChanges(w, resp.GetChanges(), dryRun)
+	if err := printChanges(w, resp.GetChanges(), dryRun); err != nil {
+		return err
+	}
+	return printSourceWarnings(w, resp.GetSourceChecks())
 }
 
 // printChanges writes one line per change, then a count of each action.
@@ -136,7 +139,7 @@ func sourcesCmd(g *Globals) *cobra.Command {
 			})
 		})
 	}
-	cmd.AddCommand(list, get)
+	cmd.AddCommand(append([]*cobra.Command{list, get}, sourceCheckCmds(g)...)...)
 	return cmd
 }
 

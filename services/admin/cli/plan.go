@@ -74,8 +74,15 @@ func printPlanItem(w io.Writer, format string, resp *adminv1.PlanSyncResponse) e
 		return printPlanSummary(w, s)
 	}
 	r := resp.GetRecord()
-	_, err := fmt.Fprintf(w, "%-6s %-7s key=%s  %s\n", r.GetOp(), r.GetChange(), r.GetKey(), orDash(r.GetPayload()))
-	return err
+	if _, err := fmt.Fprintf(w, "%-6s %-7s key=%s  %s\n", r.GetOp(), r.GetChange(), r.GetKey(), orDash(r.GetPayload())); err != nil {
+		return err
+	}
+	for _, c := range r.GetChanges() {
+		if _, err := fmt.Fprintf(w, "         %s: %s → %s\n", c.GetPath(), orDash(c.GetOld()), orDash(c.GetNew())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printPlanSummary(w io.Writer, s *adminv1.PlanSummary) error {
@@ -98,13 +105,20 @@ func printPlanSummary(w io.Writer, s *adminv1.PlanSummary) error {
 		"filtered", itoa(r.GetAdds().GetFiltered()+r.GetChanges().GetFiltered()+r.GetDeletes().GetFiltered()),
 		"would fail", failuresNote(r),
 		"safety stop", stop,
-		"changed fields", "not shown: the snapshot keeps row hashes, not values",
+		"changed fields", changedFieldsNote(s.GetValuesKept()),
 	)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(w)
 	return err
+}
+
+func changedFieldsNote(kept bool) string {
+	if kept {
+		return "shown under each changed record, against the payload last sent"
+	}
+	return "not shown: the sync does not keep values (keep_values: true keeps them)"
 }
 
 func failuresNote(r *adminv1.Run) string {

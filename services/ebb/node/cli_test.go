@@ -35,7 +35,7 @@ const cliYAML = `
 sources:
   - name: warehouse
     type: postgres
-    config: { dsn: "${EBB_E2E_DSN}" }
+    config: { dsn: "${EBB_E2E_DSN}", snapshot_schema: SCHEMA }
 destinations:
   - name: crm_hook
     type: webhook

@@ -58,6 +58,7 @@ func TestSyncSurvivesAClusterNodeDying(t *testing.T) {
 
 	e := &env{t: t, plane: pl}
 	f := pipelineConfig(p, config.ModeMirror, url)
+	f.Syncs[0].Engine = config.EngineLocal // the snapshot checked below is the object store's
 	f.Destinations[0].Config["batch_size"] = 100
 	f.Destinations[0].Config["partitions"] = 2
 	f.Destinations[0].Config["ack_window"] = 2

@@ -66,7 +66,7 @@ func versionsConfig(p *pg, url string, extra map[string]any) config.File {
 		dest[k] = v
 	}
 	return config.File{
-		Sources:      []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN()}}},
+		Sources:      []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN(), "snapshot_schema": p.schema}}},
 		Destinations: []config.Destination{{Name: "hook", Type: "webhook", Config: dest}},
 		Syncs: []config.Sync{{
 			Name: "versions", Source: "wh", Destination: "hook", Mode: config.ModeUpsert,

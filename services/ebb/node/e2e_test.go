@@ -61,7 +61,8 @@ func withoutTimestamps(state map[string]map[string]any) map[string]map[string]an
 
 func pipelineConfig(p *pg, mode config.Mode, hookURL string) config.File {
 	return config.File{
-		Sources: []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN()}}},
+		// The warehouse engine's tables go to the test's schema, dropped with it.
+		Sources: []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN(), "snapshot_schema": p.schema}}},
 		Destinations: []config.Destination{
 			{Name: "hook", Type: "webhook", Config: map[string]any{"url": hookURL, "batch_size": 200}},
 		},
@@ -86,11 +87,14 @@ func opsOf(recs []capture.Record, runID string) map[record.Op]int {
 	return out
 }
 
-func TestPipelineEveryMode(t *testing.T) {
-	type want struct {
-		run1, run2 map[record.Op]int
-	}
-	cases := map[config.Mode]want{
+// modeWant is what each run of the e2e scenario sends in a mode.
+type modeWant struct {
+	run1, run2 map[record.Op]int
+}
+
+// everyMode is what the e2e scenario sends per mode.
+func everyMode() map[config.Mode]modeWant {
+	return map[config.Mode]modeWant{
 		config.ModeMirror: {
 			run1: map[record.Op]int{record.OpUpsert: e2eRows},
 			run2: map[record.Op]int{record.OpUpsert: 150, record.OpDelete: 30},
@@ -112,58 +116,74 @@ func TestPipelineEveryMode(t *testing.T) {
 			run2: map[record.Op]int{record.OpUpsert: e2eRows + 50 - 30},
 		},
 	}
-	for mode, w := range cases {
+}
+
+func TestPipelineEveryMode(t *testing.T) {
+	for mode, w := range everyMode() {
 		t.Run(string(mode), func(t *testing.T) {
 			p := newPG(t)
-			seedCustomers(p, e2eRows)
-			hook, url := sink(t)
-			e := startEnv(t)
-			e.apply(pipelineConfig(p, mode, url))
-
-			r1 := e.runSync("customers")
-			require.Equal(t, run.Succeeded, r1.State, r1.Error)
-			require.Equal(t, w.run1, opsOf(hook.Records(), r1.ID))
-			before := modelRows(p)
-
-			editCustomers(p, e2eRows)
-			r2 := e.runSync("customers")
-			require.Equal(t, run.Succeeded, r2.State, r2.Error)
-			require.Equal(t, w.run2, opsOf(hook.Records(), r2.ID))
-			require.EqualValues(t, sum(w.run2), r2.Adds.Delivered+r2.Changes.Delivered+r2.Deletes.Delivered)
-
-			// Row by row: what run 2 sent is exactly the difference.
-			after := modelRows(p)
-			for _, rec := range hook.Records() {
-				if rec.RunID != r2.ID {
-					continue
-				}
-				k := capture.KeyString(rec.Key)
-				switch rec.Op {
-				case record.OpDelete:
-					require.Contains(t, before, k)
-					require.NotContains(t, after, k)
-					require.Nil(t, rec.Data)
-				default:
-					require.Equal(t, after[k], withoutTimestamps(map[string]map[string]any{k: rec.Data})[k], "record %s", k)
-					if mode != config.ModeAll {
-						require.NotEqual(t, before[k], after[k], "unchanged row %s was sent", k)
-					}
-				}
-			}
-			if mode == config.ModeMirror || mode == config.ModeAll {
-				state := withoutTimestamps(hook.State())
-				if mode == config.ModeMirror {
-					require.Equal(t, after, state, "the destination equals the model")
-				}
-			}
-			// Nothing changed: the next run sends nothing (except mode all).
-			r3 := e.runSync("customers")
-			require.Equal(t, run.Succeeded, r3.State, r3.Error)
-			if mode != config.ModeAll {
-				require.Zero(t, r3.Planned.Total())
-			}
+			f := pipelineConfig(p, mode, "")
+			f.Syncs[0].Engine = config.EngineLocal
+			runs := pipelineScenario(t, p, f, w)
+			require.Equal(t, "local", runs[1].Engine)
 		})
 	}
+}
+
+// pipelineScenario runs the e2e scenario with config f (its webhook URL is
+// filled in): run 1 sends the seeded table, run 2 exactly the edits, run 3
+// nothing. It returns the runs.
+func pipelineScenario(t *testing.T, p *pg, f config.File, w modeWant) []*run.Run {
+	mode := f.Syncs[0].Mode
+	seedCustomers(p, e2eRows)
+	hook, url := sink(t)
+	f.Destinations[0].Config["url"] = url
+	e := startEnv(t)
+	e.apply(f)
+
+	r1 := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r1.State, r1.Error)
+	require.Equal(t, w.run1, opsOf(hook.Records(), r1.ID))
+	before := modelRows(p)
+
+	editCustomers(p, e2eRows)
+	r2 := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r2.State, r2.Error)
+	require.Equal(t, w.run2, opsOf(hook.Records(), r2.ID))
+	require.EqualValues(t, sum(w.run2), r2.Adds.Delivered+r2.Changes.Delivered+r2.Deletes.Delivered)
+
+	// Row by row: what run 2 sent is exactly the difference.
+	after := modelRows(p)
+	for _, rec := range hook.Records() {
+		if rec.RunID != r2.ID {
+			continue
+		}
+		k := capture.KeyString(rec.Key)
+		switch rec.Op {
+		case record.OpDelete:
+			require.Contains(t, before, k)
+			require.NotContains(t, after, k)
+			require.Nil(t, rec.Data)
+		default:
+			require.Equal(t, after[k], withoutTimestamps(map[string]map[string]any{k: rec.Data})[k], "record %s", k)
+			if mode != config.ModeAll {
+				require.NotEqual(t, before[k], after[k], "unchanged row %s was sent", k)
+			}
+		}
+	}
+	if mode == config.ModeMirror || mode == config.ModeAll {
+		state := withoutTimestamps(hook.State())
+		if mode == config.ModeMirror {
+			require.Equal(t, after, state, "the destination equals the model")
+		}
+	}
+	// Nothing changed: the next run sends nothing (except mode all).
+	r3 := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r3.State, r3.Error)
+	if mode != config.ModeAll {
+		require.Zero(t, r3.Planned.Total())
+	}
+	return []*run.Run{r1, r2, r3}
 }
 
 func sum(m map[record.Op]int) int {
@@ -248,7 +268,15 @@ func TestDuplicateAndNullKeysFailBeforeSending(t *testing.T) {
 	require.Empty(t, hook.Records(), "nothing is sent")
 }
 
+// Invariant 1 under both engines: a failed record keeps its old hash in
+// the committed snapshot, so the next run sends it again.
 func TestRejectedRecordFailsAloneAndIsResent(t *testing.T) {
+	for _, engine := range []config.Engine{config.EngineLocal, config.EngineWarehouse} {
+		t.Run(string(engine), func(t *testing.T) { testRejectedRecord(t, engine) })
+	}
+}
+
+func testRejectedRecord(t *testing.T, engine config.Engine) {
 	p := newPG(t)
 	seedCustomers(p, 1000)
 	hook, url := sink(t)
@@ -260,10 +288,13 @@ func TestRejectedRecordFailsAloneAndIsResent(t *testing.T) {
 		return 0, ""
 	})
 	e := startEnv(t)
-	e.apply(pipelineConfig(p, config.ModeMirror, url))
+	f := pipelineConfig(p, config.ModeMirror, url)
+	f.Syncs[0].Engine = engine
+	e.apply(f)
 
 	r1 := e.runSync("customers")
 	require.Equal(t, run.Failed, r1.State)
+	require.Equal(t, string(engine), r1.Engine)
 	require.EqualValues(t, 1, r1.FailedRecords())
 	require.EqualValues(t, 999, r1.Adds.Delivered)
 	require.Contains(t, r1.Error, "1 of 1000 records failed")

@@ -38,7 +38,7 @@ func TestSyncPlanShowsTheNextRunAndChangesNothing(t *testing.T) {
 	require.Regexp(t, `deletes:\s+10\n`, out1)
 	require.Regexp(t, `safety stop:\s+none`, out1)
 	require.Contains(t, out1, "model rows:     1039 (last snapshot 1000)")
-	require.Contains(t, out1, "not shown: the snapshot keeps row hashes")
+	require.Contains(t, out1, "not shown: the sync does not keep values")
 	require.Regexp(t, `upsert added   key=\S+  \{"traits":\{"name":"[^"]+","score":\d+\.\d{4}\}\}`, out1, "exact payloads")
 	require.Regexp(t, `delete deleted key=\S+  -`, out1)
 	require.Equal(t, 4, strings.Count(out1, " key="), "two records per op: upsert (adds and changes), delete")
@@ -80,4 +80,23 @@ func TestSyncPlanShowsTheNextRunAndChangesNothing(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "a run would stop for approval: planned deletes are 99 of 1039 rows")
 	require.Regexp(t, `delete deleted key=apac,2  -`, out)
+}
+
+func TestSyncPlanShowsChangedFieldsWhenValuesAreKept(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 200)
+	_, url := sink(t)
+	e := startEnvWith(t, t.TempDir(), "127.0.0.1:0")
+	f := pipelineConfig(p, config.ModeMirror, url)
+	f.Syncs[0].Mapping = []config.Mapping{{From: "name", To: "traits.name"}, {From: "score", To: "traits.score"}, {Const: "wh", To: "source"}}
+	f.Syncs[0].KeepValues = true
+	e.apply(f)
+	require.Equal(t, run.Succeeded, e.runSync("customers").State)
+
+	p.exec(`UPDATE $S.customers SET name = 'Renamed' WHERE id = 6`)
+	out, code := ebbCLI(t, e, "sync", "plan", "customers")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "shown under each changed record")
+	require.Regexp(t, `upsert changed key=apac,6 .*\n\s+traits\.name: "Ñame 6 🚀 \\"quoted\\"" → "Renamed"\n`, out)
+	require.NotContains(t, out, "traits.score:", "unchanged fields are not listed")
 }

@@ -34,7 +34,7 @@ func transformConfig(p *pg, url, code string) config.File {
 	t := &config.Transformation{Code: code}
 	t.Normalize()
 	return config.File{
-		Sources:      []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN()}}},
+		Sources:      []config.Source{{Name: "wh", Type: "postgres", Config: map[string]any{"dsn": postgresDSN(), "snapshot_schema": p.schema}}},
 		Destinations: []config.Destination{{Name: "hook", Type: "webhook", Config: map[string]any{"url": url, "batch_size": 100}}},
 		Syncs: []config.Sync{{
 			Name: "accounts", Source: "wh", Destination: "hook", Mode: config.ModeUpsert,
@@ -128,7 +128,7 @@ func TestTransformationFailingEveryRecordStopsTheRun(t *testing.T) {
 
 const transformYAML = `
 sources:
-  - {name: wh, type: postgres, config: {dsn: "${EBB_E2E_DSN}"}}
+  - {name: wh, type: postgres, config: {dsn: "${EBB_E2E_DSN}", snapshot_schema: SCHEMA}}
 destinations:
   - {name: hook, type: webhook, config: {url: "${EBB_E2E_HOOK}"}}
 syncs:

@@ -19,6 +19,7 @@
 //	GET  /jobs/{job}            jobs.get
 //	GET  /datasets/{ds}         datasets.get
 //	GET  /datasets/{ds}/tables/{t}  tables.get (schema)
+//	POST /datasets/{ds}/tables/{t}:testIamPermissions  tables.testIamPermissions
 //
 // Datasets are DuckDB schemas. A query's result is written to a table in the
 // hidden schema _jobs, like BigQuery's anonymous result tables, and pages
@@ -152,6 +153,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+p+"/jobs/{job}", s.project(s.handleGetJob))
 	mux.HandleFunc("GET "+p+"/datasets/{dataset}", s.project(s.handleGetDataset))
 	mux.HandleFunc("GET "+p+"/datasets/{dataset}/tables/{table}", s.project(s.handleGetTable))
+	mux.HandleFunc("POST "+p+"/datasets/{dataset}/tables/{table}", s.project(s.handleTestIamPermissions))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("Not found: "+r.Method+" "+r.URL.Path))
 	})

@@ -47,7 +47,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	token, master := randomHex(24), randomHex(24)
 	s.mu.Lock()
 	s.nextID++
-	sess := &session{id: s.nextID, user: name}
+	sess := &session{id: s.nextID, user: name, role: DefaultRole}
+	if role := r.URL.Query().Get("roleName"); role != "" {
+		sess.role = identifier(role)
+	}
 	s.sessions[token] = sess
 	s.mu.Unlock()
 	s.logins.Add(1)

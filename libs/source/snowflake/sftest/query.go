@@ -59,7 +59,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := queryID()
-	a, e := s.execute(r.Context(), req)
+	a, e, ok := s.metadata(sess, req.SQLText)
+	if !ok {
+		a, e = s.execute(r.Context(), req)
+	}
 	if e != nil {
 		writeError(w, *e, id)
 		return

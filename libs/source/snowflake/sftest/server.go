@@ -13,6 +13,9 @@
 //     cells. Results longer than the chunk size carry the rest in "chunks",
 //     served gzip'd by GET /chunks/... and guarded by "chunkHeaders", as the
 //     cloud storage that serves them for Snowflake is.
+//   - SHOW GRANTS TO ROLE name, answered from the grants SetGrants gives
+//     (unknown roles fail as Snowflake's 002003), and SELECT CURRENT_ROLE(),
+//     the login's role (PUBLIC when none).
 //   - POST /queries/v1/abort-request and POST /session?delete=true.
 //   - Errors: HTTP 200 with success false, Snowflake's error code, message
 //     and sqlState (002003 for a missing object, 001003 for a syntax
@@ -74,6 +77,7 @@ type Server struct {
 	users    map[string]user     // by upper-case login name
 	sessions map[string]*session // by session token
 	results  map[string]*result  // by query id, while chunks may be fetched
+	grants   map[string][]Grant  // by upper-case role name (SetGrants)
 	nextID   int64
 
 	chunkGets atomic.Int64
@@ -88,6 +92,7 @@ type user struct {
 type session struct {
 	id      int64
 	user    string
+	role    string
 	results []string
 }
 

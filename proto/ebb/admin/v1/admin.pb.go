@@ -419,11 +419,15 @@ type Sync struct {
 	QuarantineAfter int32    `protobuf:"varint,8,opt,name=quarantine_after,json=quarantineAfter,proto3" json:"quarantine_after,omitempty"`
 	Safety          *Safety  `protobuf:"bytes,9,opt,name=safety,proto3" json:"safety,omitempty"`
 	Alerts          []*Alert `protobuf:"bytes,10,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// Keep the last payload sent per key, so plans show changed fields.
+	KeepValues bool `protobuf:"varint,11,opt,name=keep_values,json=keepValues,proto3" json:"keep_values,omitempty"`
 	// JavaScript run on each mapped record (numbered high, away from the
 	// fields other work appends).
 	Transformation *Transformation `protobuf:"bytes,20,opt,name=transformation,proto3" json:"transformation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The diff engine: auto (when empty), local or warehouse.
+	Engine        string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Sync) Reset() {
@@ -526,11 +530,25 @@ func (x *Sync) GetAlerts() []*Alert {
 	return nil
 }
 
+func (x *Sync) GetKeepValues() bool {
+	if x != nil {
+		return x.KeepValues
+	}
+	return false
+}
+
 func (x *Sync) GetTransformation() *Transformation {
 	if x != nil {
 		return x.Transformation
 	}
 	return nil
+}
+
+func (x *Sync) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
 }
 
 // Safety holds a sync's safety stops: a run whose planned deletes or
@@ -2111,7 +2129,10 @@ func (x *Change) GetFields() []string {
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The changes, in the order they are (or would be) applied.
-	Changes       []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The credential checks of the sources created or updated (apply only,
+	// not dry runs): warnings, which do not stop the apply.
+	SourceChecks  []*SourceCheck `protobuf:"bytes,2,rep,name=source_checks,json=sourceChecks,proto3" json:"source_checks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2149,6 +2170,13 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 func (x *ApplyResponse) GetChanges() []*Change {
 	if x != nil {
 		return x.Changes
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetSourceChecks() []*SourceCheck {
+	if x != nil {
+		return x.SourceChecks
 	}
 	return nil
 }
@@ -2776,7 +2804,9 @@ type Run struct {
 	// Rows of the snapshot the run was diffed against.
 	PreviousRows int64 `protobuf:"varint,21,opt,name=previous_rows,json=previousRows,proto3" json:"previous_rows,omitempty"`
 	// A dry run (ebb sync plan) sent nothing and committed nothing.
-	DryRun        bool `protobuf:"varint,22,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,22,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The diff engine the run used: local or warehouse.
+	Engine        string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2977,6 +3007,13 @@ func (x *Run) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *Run) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
 }
 
 // PhaseDuration is the time a run spent in one phase (pauses included).
@@ -4285,7 +4322,10 @@ type PlannedRecord struct {
 	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
 	// The mapped and transformed payload as JSON, exact as sent (numbers
 	// keep every digit); empty for deletes.
-	Payload       string `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload string `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// For a changed record of a sync with keep_values: the fields whose
+	// values change, against the payload last sent.
+	Changes       []*FieldChange `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4348,6 +4388,75 @@ func (x *PlannedRecord) GetPayload() string {
 	return ""
 }
 
+func (x *PlannedRecord) GetChanges() []*FieldChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+// FieldChange is one field a change sets anew: old and new as JSON (empty
+// when the field is added or removed).
+type FieldChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Old           string                 `protobuf:"bytes,2,opt,name=old,proto3" json:"old,omitempty"`
+	New           string                 `protobuf:"bytes,3,opt,name=new,proto3" json:"new,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldChange) Reset() {
+	*x = FieldChange{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldChange) ProtoMessage() {}
+
+func (x *FieldChange) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldChange.ProtoReflect.Descriptor instead.
+func (*FieldChange) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *FieldChange) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FieldChange) GetOld() string {
+	if x != nil {
+		return x.Old
+	}
+	return ""
+}
+
+func (x *FieldChange) GetNew() string {
+	if x != nil {
+		return x.New
+	}
+	return ""
+}
+
 type FindRecordRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
@@ -4361,7 +4470,7 @@ type FindRecordRequest struct {
 
 func (x *FindRecordRequest) Reset() {
 	*x = FindRecordRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4482,7 @@ func (x *FindRecordRequest) String() string {
 func (*FindRecordRequest) ProtoMessage() {}
 
 func (x *FindRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4495,7 @@ func (x *FindRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRecordRequest.ProtoReflect.Descriptor instead.
 func (*FindRecordRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *FindRecordRequest) GetSync() string {
@@ -4419,7 +4528,7 @@ type FindRecordResponse struct {
 
 func (x *FindRecordResponse) Reset() {
 	*x = FindRecordResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4540,7 @@ func (x *FindRecordResponse) String() string {
 func (*FindRecordResponse) ProtoMessage() {}
 
 func (x *FindRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4553,7 @@ func (x *FindRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRecordResponse.ProtoReflect.Descriptor instead.
 func (*FindRecordResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FindRecordResponse) GetEvents() []*RecordEvent {
@@ -4472,7 +4581,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4484,7 +4593,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4497,7 +4606,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RecordEvent) GetRunId() string {
@@ -4542,6 +4651,308 @@ func (x *RecordEvent) GetPayloadHash() string {
 	return ""
 }
 
+type CheckSourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSourceRequest) Reset() {
+	*x = CheckSourceRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSourceRequest) ProtoMessage() {}
+
+func (x *CheckSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSourceRequest.ProtoReflect.Descriptor instead.
+func (*CheckSourceRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CheckSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CheckSourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Findings      []*SourceFinding       `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSourceResponse) Reset() {
+	*x = CheckSourceResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSourceResponse) ProtoMessage() {}
+
+func (x *CheckSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSourceResponse.ProtoReflect.Descriptor instead.
+func (*CheckSourceResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *CheckSourceResponse) GetFindings() []*SourceFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+// SourceCheck is the outcome of a source's credential check.
+type SourceCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Findings      []*SourceFinding       `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceCheck) Reset() {
+	*x = SourceCheck{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceCheck) ProtoMessage() {}
+
+func (x *SourceCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceCheck.ProtoReflect.Descriptor instead.
+func (*SourceCheck) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *SourceCheck) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SourceCheck) GetFindings() []*SourceFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+// SourceFinding is one permission checked.
+type SourceFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was checked, such as "SELECT on table public.users".
+	Check string `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	Ok    bool   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why it is needed (the syncs reading a table) or why it failed.
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The statement an administrator runs to grant it; empty when ok.
+	Fix           string `protobuf:"bytes,4,opt,name=fix,proto3" json:"fix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceFinding) Reset() {
+	*x = SourceFinding{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceFinding) ProtoMessage() {}
+
+func (x *SourceFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceFinding.ProtoReflect.Descriptor instead.
+func (*SourceFinding) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *SourceFinding) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *SourceFinding) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *SourceFinding) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SourceFinding) GetFix() string {
+	if x != nil {
+		return x.Fix
+	}
+	return ""
+}
+
+type SourceSetupSQLRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// postgres, redshift, snowflake or bigquery.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceSetupSQLRequest) Reset() {
+	*x = SourceSetupSQLRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceSetupSQLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceSetupSQLRequest) ProtoMessage() {}
+
+func (x *SourceSetupSQLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceSetupSQLRequest.ProtoReflect.Descriptor instead.
+func (*SourceSetupSQLRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *SourceSetupSQLRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type SourceSetupSQLResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sql           string                 `protobuf:"bytes,1,opt,name=sql,proto3" json:"sql,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceSetupSQLResponse) Reset() {
+	*x = SourceSetupSQLResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceSetupSQLResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceSetupSQLResponse) ProtoMessage() {}
+
+func (x *SourceSetupSQLResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceSetupSQLResponse.ProtoReflect.Descriptor instead.
+func (*SourceSetupSQLResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *SourceSetupSQLResponse) GetSql() string {
+	if x != nil {
+		return x.Sql
+	}
+	return ""
+}
+
 var File_ebb_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ebb_admin_v1_admin_proto_rawDesc = "" +
@@ -4575,7 +4986,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x05R\ttimeoutMs\x12(\n" +
-	"\x10max_output_bytes\x18\x05 \x01(\x05R\x0emaxOutputBytes\"\xac\x03\n" +
+	"\x10max_output_bytes\x18\x05 \x01(\x05R\x0emaxOutputBytes\"\xe5\x03\n" +
 	"\x04Sync\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12 \n" +
@@ -4587,8 +4998,11 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x10quarantine_after\x18\b \x01(\x05R\x0fquarantineAfter\x12,\n" +
 	"\x06safety\x18\t \x01(\v2\x14.ebb.admin.v1.SafetyR\x06safety\x12+\n" +
 	"\x06alerts\x18\n" +
-	" \x03(\v2\x13.ebb.admin.v1.AlertR\x06alerts\x12D\n" +
-	"\x0etransformation\x18\x14 \x01(\v2\x1c.ebb.admin.v1.TransformationR\x0etransformation\"\xbd\x01\n" +
+	" \x03(\v2\x13.ebb.admin.v1.AlertR\x06alerts\x12\x1f\n" +
+	"\vkeep_values\x18\v \x01(\bR\n" +
+	"keepValues\x12D\n" +
+	"\x0etransformation\x18\x14 \x01(\v2\x1c.ebb.admin.v1.TransformationR\x0etransformation\x12\x16\n" +
+	"\x06engine\x18( \x01(\tR\x06engine\"\xbd\x01\n" +
 	"\x06Safety\x12-\n" +
 	"\x10max_delete_share\x18\x01 \x01(\x01H\x00R\x0emaxDeleteShare\x88\x01\x01\x12-\n" +
 	"\x10max_change_share\x18\x02 \x01(\x01H\x01R\x0emaxChangeShare\x88\x01\x01\x12\x1e\n" +
@@ -4667,9 +5081,10 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
-	"\x06fields\x18\x04 \x03(\tR\x06fields\"?\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"\x7f\n" +
 	"\rApplyResponse\x12.\n" +
-	"\achanges\x18\x01 \x03(\v2\x14.ebb.admin.v1.ChangeR\achanges\"'\n" +
+	"\achanges\x18\x01 \x03(\v2\x14.ebb.admin.v1.ChangeR\achanges\x12>\n" +
+	"\rsource_checks\x18\x02 \x03(\v2\x19.ebb.admin.v1.SourceCheckR\fsourceChecks\"'\n" +
 	"\x11TriggerRunRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\"9\n" +
 	"\x12TriggerRunResponse\x12#\n" +
@@ -4703,7 +5118,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
 	"\bvanished\x18\x03 \x01(\x03R\bvanished\x12\x1a\n" +
 	"\bfiltered\x18\n" +
-	" \x01(\x03R\bfiltered\"\x9a\a\n" +
+	" \x01(\x03R\bfiltered\"\xb2\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -4736,7 +5151,8 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x06fanout\x18\x1e \x01(\x03R\x06fanout\x125\n" +
 	"\x16transformation_version\x18\x1f \x01(\tR\x15transformationVersion\x12#\n" +
 	"\rprevious_rows\x18\x15 \x01(\x03R\fpreviousRows\x12\x17\n" +
-	"\adry_run\x18\x16 \x01(\bR\x06dryRun\"\\\n" +
+	"\adry_run\x18\x16 \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06engine\x18( \x01(\tR\x06engine\"\\\n" +
 	"\rPhaseDuration\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"+\n" +
@@ -4819,12 +5235,17 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\vPlanSummary\x12#\n" +
 	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\x12\x1f\n" +
 	"\vvalues_kept\x18\x02 \x01(\bR\n" +
-	"valuesKept\"c\n" +
+	"valuesKept\"\x98\x01\n" +
 	"\rPlannedRecord\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x16\n" +
 	"\x06change\x18\x02 \x01(\tR\x06change\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\tR\apayload\"O\n" +
+	"\apayload\x18\x04 \x01(\tR\apayload\x123\n" +
+	"\achanges\x18\x05 \x03(\v2\x19.ebb.admin.v1.FieldChangeR\achanges\"E\n" +
+	"\vFieldChange\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03old\x18\x02 \x01(\tR\x03old\x12\x10\n" +
+	"\x03new\x18\x03 \x01(\tR\x03new\"O\n" +
 	"\x11FindRecordRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -4837,7 +5258,23 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x02op\x18\x03 \x01(\tR\x02op\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
 	"\bresponse\x18\x05 \x01(\tR\bresponse\x12!\n" +
-	"\fpayload_hash\x18\x06 \x01(\tR\vpayloadHash2\xf3\x13\n" +
+	"\fpayload_hash\x18\x06 \x01(\tR\vpayloadHash\"(\n" +
+	"\x12CheckSourceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
+	"\x13CheckSourceResponse\x127\n" +
+	"\bfindings\x18\x01 \x03(\v2\x1b.ebb.admin.v1.SourceFindingR\bfindings\"^\n" +
+	"\vSourceCheck\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x127\n" +
+	"\bfindings\x18\x02 \x03(\v2\x1b.ebb.admin.v1.SourceFindingR\bfindings\"_\n" +
+	"\rSourceFinding\x12\x14\n" +
+	"\x05check\x18\x01 \x01(\tR\x05check\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x10\n" +
+	"\x03fix\x18\x04 \x01(\tR\x03fix\"+\n" +
+	"\x15SourceSetupSQLRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"*\n" +
+	"\x16SourceSetupSQLResponse\x12\x10\n" +
+	"\x03sql\x18\x01 \x01(\tR\x03sql2\xa4\x15\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -4875,7 +5312,9 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\bPlanSync\x12\x1d.ebb.admin.v1.PlanSyncRequest\x1a\x1e.ebb.admin.v1.PlanSyncResponse0\x01\x12O\n" +
 	"\n" +
 	"FindRecord\x12\x1f.ebb.admin.v1.FindRecordRequest\x1a .ebb.admin.v1.FindRecordResponse\x12g\n" +
-	"\x12TestTransformation\x12'.ebb.admin.v1.TestTransformationRequest\x1a(.ebb.admin.v1.TestTransformationResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
+	"\x12TestTransformation\x12'.ebb.admin.v1.TestTransformationRequest\x1a(.ebb.admin.v1.TestTransformationResponse\x12R\n" +
+	"\vCheckSource\x12 .ebb.admin.v1.CheckSourceRequest\x1a!.ebb.admin.v1.CheckSourceResponse\x12[\n" +
+	"\x0eSourceSetupSQL\x12#.ebb.admin.v1.SourceSetupSQLRequest\x1a$.ebb.admin.v1.SourceSetupSQLResponseB3Z1github.com/ebb-etl/ebb/proto/ebb/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_ebb_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -4889,7 +5328,7 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Source)(nil),                     // 0: ebb.admin.v1.Source
 	(*Destination)(nil),                // 1: ebb.admin.v1.Destination
@@ -4967,19 +5406,26 @@ var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*PlanSyncResponse)(nil),           // 73: ebb.admin.v1.PlanSyncResponse
 	(*PlanSummary)(nil),                // 74: ebb.admin.v1.PlanSummary
 	(*PlannedRecord)(nil),              // 75: ebb.admin.v1.PlannedRecord
-	(*FindRecordRequest)(nil),          // 76: ebb.admin.v1.FindRecordRequest
-	(*FindRecordResponse)(nil),         // 77: ebb.admin.v1.FindRecordResponse
-	(*RecordEvent)(nil),                // 78: ebb.admin.v1.RecordEvent
-	(*structpb.Struct)(nil),            // 79: google.protobuf.Struct
-	(*structpb.Value)(nil),             // 80: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),      // 81: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 82: google.protobuf.Duration
+	(*FieldChange)(nil),                // 76: ebb.admin.v1.FieldChange
+	(*FindRecordRequest)(nil),          // 77: ebb.admin.v1.FindRecordRequest
+	(*FindRecordResponse)(nil),         // 78: ebb.admin.v1.FindRecordResponse
+	(*RecordEvent)(nil),                // 79: ebb.admin.v1.RecordEvent
+	(*CheckSourceRequest)(nil),         // 80: ebb.admin.v1.CheckSourceRequest
+	(*CheckSourceResponse)(nil),        // 81: ebb.admin.v1.CheckSourceResponse
+	(*SourceCheck)(nil),                // 82: ebb.admin.v1.SourceCheck
+	(*SourceFinding)(nil),              // 83: ebb.admin.v1.SourceFinding
+	(*SourceSetupSQLRequest)(nil),      // 84: ebb.admin.v1.SourceSetupSQLRequest
+	(*SourceSetupSQLResponse)(nil),     // 85: ebb.admin.v1.SourceSetupSQLResponse
+	(*structpb.Struct)(nil),            // 86: google.protobuf.Struct
+	(*structpb.Value)(nil),             // 87: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),      // 88: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 89: google.protobuf.Duration
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	79, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	79, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	80, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
-	80, // 3: ebb.admin.v1.Mapping.default:type_name -> google.protobuf.Value
+	86, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	86, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	87, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	87, // 3: ebb.admin.v1.Mapping.default:type_name -> google.protobuf.Value
 	2,  // 4: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
 	3,  // 5: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
 	6,  // 6: ebb.admin.v1.Sync.safety:type_name -> ebb.admin.v1.Safety
@@ -5007,100 +5453,108 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 28: ebb.admin.v1.ApplyRequest.destinations:type_name -> ebb.admin.v1.Destination
 	5,  // 29: ebb.admin.v1.ApplyRequest.syncs:type_name -> ebb.admin.v1.Sync
 	39, // 30: ebb.admin.v1.ApplyResponse.changes:type_name -> ebb.admin.v1.Change
-	52, // 31: ebb.admin.v1.TriggerRunResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 32: ebb.admin.v1.GetRunResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 33: ebb.admin.v1.ListRunsResponse.runs:type_name -> ebb.admin.v1.Run
-	48, // 34: ebb.admin.v1.ListFailuresResponse.failures:type_name -> ebb.admin.v1.Failure
-	50, // 35: ebb.admin.v1.Run.planned:type_name -> ebb.admin.v1.Planned
-	51, // 36: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
-	51, // 37: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
-	51, // 38: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	81, // 39: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	81, // 40: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	81, // 41: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	81, // 42: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
-	53, // 43: ebb.admin.v1.Run.phases:type_name -> ebb.admin.v1.PhaseDuration
-	82, // 44: ebb.admin.v1.PhaseDuration.duration:type_name -> google.protobuf.Duration
-	81, // 45: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
-	55, // 46: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
-	52, // 47: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 48: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 49: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 50: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
-	52, // 51: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
-	81, // 52: ebb.admin.v1.DebugResponse.time:type_name -> google.protobuf.Timestamp
-	79, // 53: ebb.admin.v1.DebugResponse.payload:type_name -> google.protobuf.Struct
-	71, // 54: ebb.admin.v1.TestTransformationResponse.samples:type_name -> ebb.admin.v1.TransformationSample
-	74, // 55: ebb.admin.v1.PlanSyncResponse.summary:type_name -> ebb.admin.v1.PlanSummary
-	75, // 56: ebb.admin.v1.PlanSyncResponse.record:type_name -> ebb.admin.v1.PlannedRecord
-	52, // 57: ebb.admin.v1.PlanSummary.run:type_name -> ebb.admin.v1.Run
-	78, // 58: ebb.admin.v1.FindRecordResponse.events:type_name -> ebb.admin.v1.RecordEvent
-	81, // 59: ebb.admin.v1.RecordEvent.at:type_name -> google.protobuf.Timestamp
-	8,  // 60: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	10, // 61: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	12, // 62: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	14, // 63: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	16, // 64: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	18, // 65: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	20, // 66: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	22, // 67: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	24, // 68: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	26, // 69: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	28, // 70: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	30, // 71: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	32, // 72: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	34, // 73: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	36, // 74: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	38, // 75: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	41, // 76: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	43, // 77: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	45, // 78: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	47, // 79: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	54, // 80: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
-	57, // 81: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
-	59, // 82: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
-	61, // 83: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
-	63, // 84: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
-	65, // 85: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
-	67, // 86: ebb.admin.v1.AdminService.Debug:input_type -> ebb.admin.v1.DebugRequest
-	72, // 87: ebb.admin.v1.AdminService.PlanSync:input_type -> ebb.admin.v1.PlanSyncRequest
-	76, // 88: ebb.admin.v1.AdminService.FindRecord:input_type -> ebb.admin.v1.FindRecordRequest
-	69, // 89: ebb.admin.v1.AdminService.TestTransformation:input_type -> ebb.admin.v1.TestTransformationRequest
-	9,  // 90: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	11, // 91: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	13, // 92: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	15, // 93: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	17, // 94: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	19, // 95: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	21, // 96: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	23, // 97: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	25, // 98: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	27, // 99: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	29, // 100: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	31, // 101: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	33, // 102: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	35, // 103: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	37, // 104: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	40, // 105: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	42, // 106: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	44, // 107: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	46, // 108: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	49, // 109: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	56, // 110: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
-	58, // 111: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
-	60, // 112: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
-	62, // 113: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
-	64, // 114: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
-	66, // 115: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
-	68, // 116: ebb.admin.v1.AdminService.Debug:output_type -> ebb.admin.v1.DebugResponse
-	73, // 117: ebb.admin.v1.AdminService.PlanSync:output_type -> ebb.admin.v1.PlanSyncResponse
-	77, // 118: ebb.admin.v1.AdminService.FindRecord:output_type -> ebb.admin.v1.FindRecordResponse
-	70, // 119: ebb.admin.v1.AdminService.TestTransformation:output_type -> ebb.admin.v1.TestTransformationResponse
-	90, // [90:120] is the sub-list for method output_type
-	60, // [60:90] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	82, // 31: ebb.admin.v1.ApplyResponse.source_checks:type_name -> ebb.admin.v1.SourceCheck
+	52, // 32: ebb.admin.v1.TriggerRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 33: ebb.admin.v1.GetRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 34: ebb.admin.v1.ListRunsResponse.runs:type_name -> ebb.admin.v1.Run
+	48, // 35: ebb.admin.v1.ListFailuresResponse.failures:type_name -> ebb.admin.v1.Failure
+	50, // 36: ebb.admin.v1.Run.planned:type_name -> ebb.admin.v1.Planned
+	51, // 37: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
+	51, // 38: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
+	51, // 39: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
+	88, // 40: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	88, // 41: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	88, // 42: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	88, // 43: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
+	53, // 44: ebb.admin.v1.Run.phases:type_name -> ebb.admin.v1.PhaseDuration
+	89, // 45: ebb.admin.v1.PhaseDuration.duration:type_name -> google.protobuf.Duration
+	88, // 46: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	55, // 47: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
+	52, // 48: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 49: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 50: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 51: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
+	52, // 52: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
+	88, // 53: ebb.admin.v1.DebugResponse.time:type_name -> google.protobuf.Timestamp
+	86, // 54: ebb.admin.v1.DebugResponse.payload:type_name -> google.protobuf.Struct
+	71, // 55: ebb.admin.v1.TestTransformationResponse.samples:type_name -> ebb.admin.v1.TransformationSample
+	74, // 56: ebb.admin.v1.PlanSyncResponse.summary:type_name -> ebb.admin.v1.PlanSummary
+	75, // 57: ebb.admin.v1.PlanSyncResponse.record:type_name -> ebb.admin.v1.PlannedRecord
+	52, // 58: ebb.admin.v1.PlanSummary.run:type_name -> ebb.admin.v1.Run
+	76, // 59: ebb.admin.v1.PlannedRecord.changes:type_name -> ebb.admin.v1.FieldChange
+	79, // 60: ebb.admin.v1.FindRecordResponse.events:type_name -> ebb.admin.v1.RecordEvent
+	88, // 61: ebb.admin.v1.RecordEvent.at:type_name -> google.protobuf.Timestamp
+	83, // 62: ebb.admin.v1.CheckSourceResponse.findings:type_name -> ebb.admin.v1.SourceFinding
+	83, // 63: ebb.admin.v1.SourceCheck.findings:type_name -> ebb.admin.v1.SourceFinding
+	8,  // 64: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	10, // 65: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	12, // 66: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	14, // 67: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	16, // 68: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	18, // 69: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	20, // 70: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	22, // 71: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	24, // 72: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	26, // 73: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	28, // 74: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	30, // 75: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	32, // 76: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	34, // 77: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	36, // 78: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	38, // 79: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	41, // 80: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	43, // 81: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	45, // 82: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	47, // 83: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	54, // 84: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	57, // 85: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	59, // 86: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
+	61, // 87: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
+	63, // 88: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
+	65, // 89: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
+	67, // 90: ebb.admin.v1.AdminService.Debug:input_type -> ebb.admin.v1.DebugRequest
+	72, // 91: ebb.admin.v1.AdminService.PlanSync:input_type -> ebb.admin.v1.PlanSyncRequest
+	77, // 92: ebb.admin.v1.AdminService.FindRecord:input_type -> ebb.admin.v1.FindRecordRequest
+	69, // 93: ebb.admin.v1.AdminService.TestTransformation:input_type -> ebb.admin.v1.TestTransformationRequest
+	80, // 94: ebb.admin.v1.AdminService.CheckSource:input_type -> ebb.admin.v1.CheckSourceRequest
+	84, // 95: ebb.admin.v1.AdminService.SourceSetupSQL:input_type -> ebb.admin.v1.SourceSetupSQLRequest
+	9,  // 96: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	11, // 97: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	13, // 98: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	15, // 99: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	17, // 100: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	19, // 101: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	21, // 102: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	23, // 103: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	25, // 104: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	27, // 105: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	29, // 106: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	31, // 107: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	33, // 108: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	35, // 109: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	37, // 110: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	40, // 111: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	42, // 112: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	44, // 113: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	46, // 114: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	49, // 115: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	56, // 116: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	58, // 117: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	60, // 118: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
+	62, // 119: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
+	64, // 120: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
+	66, // 121: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
+	68, // 122: ebb.admin.v1.AdminService.Debug:output_type -> ebb.admin.v1.DebugResponse
+	73, // 123: ebb.admin.v1.AdminService.PlanSync:output_type -> ebb.admin.v1.PlanSyncResponse
+	78, // 124: ebb.admin.v1.AdminService.FindRecord:output_type -> ebb.admin.v1.FindRecordResponse
+	70, // 125: ebb.admin.v1.AdminService.TestTransformation:output_type -> ebb.admin.v1.TestTransformationResponse
+	81, // 126: ebb.admin.v1.AdminService.CheckSource:output_type -> ebb.admin.v1.CheckSourceResponse
+	85, // 127: ebb.admin.v1.AdminService.SourceSetupSQL:output_type -> ebb.admin.v1.SourceSetupSQLResponse
+	96, // [96:128] is the sub-list for method output_type
+	64, // [64:96] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -5119,7 +5573,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   79,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

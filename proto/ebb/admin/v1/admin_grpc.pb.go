@@ -49,6 +49,8 @@ const (
 	AdminService_PlanSync_FullMethodName           = "/ebb.admin.v1.AdminService/PlanSync"
 	AdminService_FindRecord_FullMethodName         = "/ebb.admin.v1.AdminService/FindRecord"
 	AdminService_TestTransformation_FullMethodName = "/ebb.admin.v1.AdminService/TestTransformation"
+	AdminService_CheckSource_FullMethodName        = "/ebb.admin.v1.AdminService/CheckSource"
+	AdminService_SourceSetupSQL_FullMethodName     = "/ebb.admin.v1.AdminService/SourceSetupSQL"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -139,6 +141,14 @@ type AdminServiceClient interface {
 	// code given) on sample rows of its model, sends nothing and changes
 	// nothing, and returns each input beside its output or error.
 	TestTransformation(ctx context.Context, in *TestTransformationRequest, opts ...grpc.CallOption) (*TestTransformationResponse, error)
+	// CheckSource connects to a source and checks each grant Ebb needs:
+	// reading the tables its syncs' models name, using the compute, and
+	// creating tables in the snapshot schema. Each finding names the grant
+	// and, when missing, the statement that fixes it.
+	CheckSource(ctx context.Context, in *CheckSourceRequest, opts ...grpc.CallOption) (*CheckSourceResponse, error)
+	// SourceSetupSQL returns the whole least-privilege setup of a source
+	// type (role, user, grants, snapshot schema) as SQL text.
+	SourceSetupSQL(ctx context.Context, in *SourceSetupSQLRequest, opts ...grpc.CallOption) (*SourceSetupSQLResponse, error)
 }
 
 type adminServiceClient struct {
@@ -467,6 +477,26 @@ func (c *adminServiceClient) TestTransformation(ctx context.Context, in *TestTra
 	return out, nil
 }
 
+func (c *adminServiceClient) CheckSource(ctx context.Context, in *CheckSourceRequest, opts ...grpc.CallOption) (*CheckSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckSourceResponse)
+	err := c.cc.Invoke(ctx, AdminService_CheckSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SourceSetupSQL(ctx context.Context, in *SourceSetupSQLRequest, opts ...grpc.CallOption) (*SourceSetupSQLResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SourceSetupSQLResponse)
+	err := c.cc.Invoke(ctx, AdminService_SourceSetupSQL_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -555,6 +585,14 @@ type AdminServiceServer interface {
 	// code given) on sample rows of its model, sends nothing and changes
 	// nothing, and returns each input beside its output or error.
 	TestTransformation(context.Context, *TestTransformationRequest) (*TestTransformationResponse, error)
+	// CheckSource connects to a source and checks each grant Ebb needs:
+	// reading the tables its syncs' models name, using the compute, and
+	// creating tables in the snapshot schema. Each finding names the grant
+	// and, when missing, the statement that fixes it.
+	CheckSource(context.Context, *CheckSourceRequest) (*CheckSourceResponse, error)
+	// SourceSetupSQL returns the whole least-privilege setup of a source
+	// type (role, user, grants, snapshot schema) as SQL text.
+	SourceSetupSQL(context.Context, *SourceSetupSQLRequest) (*SourceSetupSQLResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -654,6 +692,12 @@ func (UnimplementedAdminServiceServer) FindRecord(context.Context, *FindRecordRe
 }
 func (UnimplementedAdminServiceServer) TestTransformation(context.Context, *TestTransformationRequest) (*TestTransformationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestTransformation not implemented")
+}
+func (UnimplementedAdminServiceServer) CheckSource(context.Context, *CheckSourceRequest) (*CheckSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckSource not implemented")
+}
+func (UnimplementedAdminServiceServer) SourceSetupSQL(context.Context, *SourceSetupSQLRequest) (*SourceSetupSQLResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SourceSetupSQL not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1202,6 +1246,42 @@ func _AdminService_TestTransformation_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CheckSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CheckSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CheckSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CheckSource(ctx, req.(*CheckSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SourceSetupSQL_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SourceSetupSQLRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SourceSetupSQL(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SourceSetupSQL_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SourceSetupSQL(ctx, req.(*SourceSetupSQLRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1320,6 +1400,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestTransformation",
 			Handler:    _AdminService_TestTransformation_Handler,
+		},
+		{
+			MethodName: "CheckSource",
+			Handler:    _AdminService_CheckSource_Handler,
+		},
+		{
+			MethodName: "SourceSetupSQL",
+			Handler:    _AdminService_SourceSetupSQL_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -73,8 +73,10 @@ func SyncToPB(s config.Sync) (*adminv1.Sync, error) {
 		Model:       &adminv1.Model{Sql: s.Model.SQL, PrimaryKey: nilIfEmpty(s.Model.PrimaryKey)},
 		Mode:        string(s.Mode),
 		Schedule:    s.Schedule,
+		Engine:      string(s.Engine),
 
 		QuarantineAfter: int32(s.QuarantineAfter),
+		KeepValues:      s.KeepValues,
 		Safety: &adminv1.Safety{MaxDeleteShare: s.Safety.MaxDeleteShare, MaxChangeShare: s.Safety.MaxChangeShare,
 			MinRows: s.Safety.MinRows},
 	}
@@ -117,8 +119,10 @@ func SyncFromPB(s *adminv1.Sync) config.Sync {
 		Model:       config.Model{SQL: s.GetModel().GetSql(), PrimaryKey: nilIfEmpty(s.GetModel().GetPrimaryKey())},
 		Mode:        config.Mode(s.GetMode()),
 		Schedule:    s.GetSchedule(),
+		Engine:      config.Engine(s.GetEngine()),
 
 		QuarantineAfter: int(s.GetQuarantineAfter()),
+		KeepValues:      s.GetKeepValues(),
 	}
 	if sf := s.GetSafety(); sf != nil {
 		out.Safety = config.Safety{MaxDeleteShare: sf.MaxDeleteShare, MaxChangeShare: sf.MaxChangeShare, MinRows: sf.MinRows}
@@ -246,6 +250,7 @@ func RunToPB(r *run.Run) *adminv1.Run {
 		Retries:               r.Retries,
 		PreviousRows:          r.PreviousRows,
 		DryRun:                r.DryRun,
+		Engine:                r.Engine,
 		Phases:                phasesToPB(r.Durations()),
 		Fanout:                r.Fanout,
 		TransformationVersion: transformationVersion(r),
@@ -273,6 +278,7 @@ func RunFromPB(r *adminv1.Run) *run.Run {
 		Extracted:   r.GetExtracted(),
 		Quarantined: r.GetQuarantined(),
 		Fanout:      r.GetFanout(),
+		Engine:      r.GetEngine(),
 		CreatedAt:   timeOf(r.GetCreatedAt()),
 		StartedAt:   timeOf(r.GetStartedAt()),
 		FinishedAt:  timeOf(r.GetFinishedAt()),

@@ -1,0 +1,90 @@
+package source
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ebb-etl/ebb/libs/record"
+)
+
+// DefaultSnapshotSchema is the schema the warehouse diff engine writes its
+// tables to when a source's config has no "snapshot_schema".
+const DefaultSnapshotSchema = "ebb"
+
+// Warehouse is implemented by sources that can run the `warehouse` diff
+// engine: the snapshot and the change set are tables in a schema of their
+// own (the config field "snapshot_schema", DefaultSnapshotSchema when
+// absent), so only changed rows leave the warehouse. Package warehouse
+// writes the SQL; a source supplies its dialect and runs statements.
+type Warehouse interface {
+	Source
+	// WarehouseSQL describes model m in the source's SQL dialect.
+	WarehouseSQL(ctx context.Context, m Model) (WarehouseSQL, error)
+	// Table is the quoted, schema-qualified name of a table of the
+	// snapshot schema.
+	Table(name string) string
+	// Param renders the n-th (1-based) statement parameter.
+	Param(n int) string
+	// ProbeSchema creates the snapshot schema if it is missing, then
+	// creates and drops a table in it: an error means the credentials
+	// cannot hold the engine's tables.
+	ProbeSchema(ctx context.Context) error
+	// Exec runs statements in one transaction and returns the rows each
+	// one affected.
+	Exec(ctx context.Context, stmts ...Stmt) ([]int64, error)
+	// QueryInt runs a query that returns one integer.
+	QueryInt(ctx context.Context, sql string) (int64, error)
+	// ScanKeys runs a query whose first nkeys columns are key parts
+	// (BIGINT or text, as WarehouseSQL keys are) and whose last column is
+	// a payload, and passes each row's encoded key and payload to fn.
+	ScanKeys(ctx context.Context, sql string, nkeys int, fn HashFunc) error
+	// ScanChangedRows streams, in key order, the whole rows of the model
+	// whose key is in the change table (the engine's k1..kn columns) and
+	// is greater than after (every one when after is nil).
+	ScanChangedRows(ctx context.Context, m Model, changeTable string, after record.Key, fn RowFunc) error
+	// Tables lists the names of the tables in the snapshot schema.
+	Tables(ctx context.Context) ([]string, error)
+}
+
+// WarehouseSQL is the dialect the warehouse engine writes its statements in.
+type WarehouseSQL struct {
+	// From is the model as a subquery aliased m.
+	From string
+	// Keys are the key columns as compared, over alias m: integers as
+	// BIGINT, everything else as text with a byte-order collation, which
+	// the engine's tables keep, so their ORDER BY is the key order.
+	Keys []KeyExpr
+	// Hash is the row hash over alias m: the same 16 bytes ScanHashes
+	// returns, so snapshots move between the engines unchanged.
+	Hash string
+	// IntType, TextType and BytesType name the column types of keys and
+	// hashes; TextType carries the byte-order collation.
+	IntType, TextType, BytesType string
+	// Param renders the n-th (1-based) statement parameter.
+	Param func(n int) string
+}
+
+// KeyExpr is one key column.
+type KeyExpr struct {
+	Expr string
+	Int  bool
+}
+
+// Stmt is a statement with its arguments.
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// SnapshotSchema reads a source config's "snapshot_schema".
+func SnapshotSchema(cfg map[string]any) (string, error) {
+	v, ok := cfg["snapshot_schema"]
+	if !ok || v == nil {
+		return DefaultSnapshotSchema, nil
+	}
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", errors.New(`config field "snapshot_schema" must be a non-empty string`)
+	}
+	return s, nil
+}
