@@ -41,7 +41,14 @@ type Event struct {
 	LatencyMS float64 `json:"latency_ms"`
 	// Attempts is how many tries that request took.
 	Attempts int `json:"attempts"`
+	// Logs are the lines the transformation's log() wrote for the record
+	// (Status "log").
+	Logs []string `json:"logs,omitempty"`
 }
+
+// StatusLog marks an event carrying a transformation's log() lines, sent
+// by the transformer before the record is delivered.
+const StatusLog = "log"
 
 // Subject is where a sync's events are published.
 func Subject(sync string) string { return "ebb.debug." + sync }

@@ -101,6 +101,6 @@ func decodeEvent(data []byte, req *adminv1.DebugRequest) (*adminv1.DebugResponse
 	return &adminv1.DebugResponse{
 		Time: timestamppb.New(ev.Time), Sync: ev.Sync, RunId: ev.RunID, Destination: ev.Destination,
 		Key: ev.KeyText, Op: ev.Op, Status: ev.Status, Error: ev.Error, Payload: payload,
-		Request: ev.Request, LatencyMs: ev.LatencyMS, Attempts: int32(ev.Attempts),
+		Request: ev.Request, LatencyMs: ev.LatencyMS, Attempts: int32(ev.Attempts), Logs: ev.Logs,
 	}, true
 }

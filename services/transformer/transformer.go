@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/debug"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/mapper"
 	"github.com/ebb-etl/ebb/libs/plane"
@@ -40,6 +41,8 @@ type service struct {
 	// code holds compiled transformations by version, shared by the runs
 	// that use the same code.
 	code map[string]*transform.Transformation
+	// debug sends the transformation's log() lines to the live debugger.
+	debug *debug.Publisher
 }
 
 // runPlan is what the transformer needs of a run, read once.
@@ -64,8 +67,12 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	pub, err := debug.NewPublisher(ctx, d.Plane.JS.Conn(), d.Plane.State, 200)
+	if err != nil {
+		return err
+	}
 	s := &service{Deps: d, gate: run.NewGate(d.Plane.Runs, time.Second), plans: map[string]*runPlan{},
-		code: map[string]*transform.Transformation{}}
+		code: map[string]*transform.Transformation{}, debug: pub}
 	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
@@ -239,7 +246,7 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 	failed := 0
 	for i, out := range outs {
 		rec := mapped[i]
-		s.logLines(b, rec, out.Logs)
+		s.logLines(ctx, b, rec, out.Logs)
 		switch {
 		case out.Err != nil:
 			failed++
@@ -285,9 +292,14 @@ func firstError(outs []transform.Output) string {
 
 // logLines passes what the code logged on; the live debugger will read
 // them from here.
-func (s *service) logLines(b record.Batch, rec record.Record, lines []string) {
+func (s *service) logLines(ctx context.Context, b record.Batch, rec record.Record, lines []string) {
 	for _, l := range lines {
 		s.Log.Debug().Str(logging.FieldSync, b.Sync).Str(logging.FieldRun, b.RunID).
 			Stringer("key", rec.KeyEnc).Str("line", l).Msg("transformation log")
 	}
+	if len(lines) == 0 || !s.debug.Watched(ctx, b.Sync) {
+		return
+	}
+	s.debug.Publish(debug.Event{Time: time.Now().UTC(), Sync: b.Sync, RunID: b.RunID, Key: rec.Key,
+		KeyText: rec.KeyEnc.String(), Op: string(rec.Op), Status: debug.StatusLog, Logs: lines})
 }

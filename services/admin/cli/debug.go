@@ -58,6 +58,9 @@ func debugLine(w io.Writer, ev *adminv1.DebugResponse) error {
 	if ev.GetError() != "" {
 		line += "  error: " + ev.GetError()
 	}
+	for _, l := range ev.GetLogs() {
+		line += "\n    log: " + l
+	}
 	_, err := fmt.Fprintln(w, line)
 	return err
 }

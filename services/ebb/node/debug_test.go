@@ -132,3 +132,24 @@ func TestStalledWatcherDoesNotSlowTheSync(t *testing.T) {
 	require.Equal(t, codes.ResourceExhausted, status.Code(err), err.Error())
 	require.Contains(t, err.Error(), "watcher too slow")
 }
+
+// The transformation's log() lines reach the live debugger.
+func TestTransformationLogsReachTheDebugger(t *testing.T) {
+	p := newPG(t)
+	seedAccounts(p)
+	_, url := sink(t)
+	e := startEnvWith(t, t.TempDir(), "127.0.0.1:0")
+	e.apply(transformConfig(p, url, `function transformEvent(record, metadata) {
+  if (metadata.key.id === 7) { log("checking", metadata.key.id, metadata.op); }
+  return record;
+}`))
+	logs := watch(t, e, &adminv1.DebugRequest{Sync: "accounts", Status: "log"})
+	r := e.runSync("accounts")
+	require.Equal(t, run.Succeeded, r.State, r.Error)
+	ev, err := logs.Recv()
+	require.NoError(t, err)
+	require.Equal(t, "log", ev.GetStatus())
+	require.Equal(t, "7", ev.GetKey())
+	require.Equal(t, r.ID, ev.GetRunId())
+	require.Equal(t, []string{"checking 7 upsert"}, ev.GetLogs())
+}

@@ -3709,7 +3709,8 @@ func (x *ApproveRunResponse) GetRun() *Run {
 type DebugRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
-	// Only records with this status: delivered or failed.
+	// Only records with this status: delivered, failed, or log (the
+	// transformation's log() lines).
 	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// Only the record with these key values, joined by commas.
 	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
@@ -3785,9 +3786,12 @@ type DebugResponse struct {
 	// The mapped record as sent.
 	Payload *structpb.Struct `protobuf:"bytes,9,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The request's idempotency key.
-	Request       string  `protobuf:"bytes,10,opt,name=request,proto3" json:"request,omitempty"`
-	LatencyMs     float64 `protobuf:"fixed64,11,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
-	Attempts      int32   `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Request   string  `protobuf:"bytes,10,opt,name=request,proto3" json:"request,omitempty"`
+	LatencyMs float64 `protobuf:"fixed64,11,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	Attempts  int32   `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// For status "log": the lines the transformation's log() wrote for the
+	// record, sent by the transformer before delivery.
+	Logs          []string `protobuf:"bytes,13,rep,name=logs,proto3" json:"logs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3904,6 +3908,13 @@ func (x *DebugResponse) GetAttempts() int32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *DebugResponse) GetLogs() []string {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
 }
 
 type TestTransformationRequest struct {
@@ -5193,7 +5204,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\fDebugRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\tR\x03key\"\xe4\x02\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"\xf8\x02\n" +
 	"\rDebugResponse\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x15\n" +
@@ -5208,7 +5219,8 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\tR\arequest\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\v \x01(\x01R\tlatencyMs\x12\x1a\n" +
-	"\battempts\x18\f \x01(\x05R\battempts\"m\n" +
+	"\battempts\x18\f \x01(\x05R\battempts\x12\x12\n" +
+	"\x04logs\x18\r \x03(\tR\x04logs\"m\n" +
 	"\x19TestTransformationRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x12\n" +

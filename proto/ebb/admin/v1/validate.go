@@ -192,10 +192,10 @@ func (r *DebugRequest) Validate() error {
 		return err
 	}
 	switch r.GetStatus() {
-	case "", "delivered", "failed":
+	case "", "delivered", "failed", "log":
 		return nil
 	}
-	return fmt.Errorf("status: %q is not delivered or failed", r.GetStatus())
+	return fmt.Errorf("status: %q is not delivered, failed or log", r.GetStatus())
 }
 
 // Validate checks the request.
