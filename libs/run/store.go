@@ -43,6 +43,16 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Sto
 func runKey(sync, id string) string { return "run." + sync + "." + id }
 func activeKey(sync string) string  { return "active." + sync }
 
+// idKey maps a run id to its sync, so a run is found by id with one read.
+// Listing keys instead misses a run that is being updated: with one
+// revision kept per key, an update removes the message a lister started
+// from.
+func idKey(id string) string { return "id." + id }
+
+// indexKey lists a sync's runs for the same reason: "index.<sync>.<id>",
+// written once.
+func indexKey(sync, id string) string { return "index." + sync + "." + id }
+
 // Create claims the sync's active slot and stores a new pending run.
 func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) {
 	r := &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()}
@@ -67,6 +77,14 @@ func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) 
 	if _, err := s.kv.Create(ctx, runKey(sync, r.ID), data); err != nil {
 		_ = s.kv.Delete(ctx, activeKey(sync))
 		return nil, fmt.Errorf("creating run of sync %q: %w", sync, err)
+	}
+	// The indexes come after the run, so a run is readable as soon as its
+	// sync's active slot names it; Find and List fall back to listing run
+	// keys for the moment before they exist.
+	for _, k := range []string{idKey(r.ID), indexKey(sync, r.ID)} {
+		if _, err := s.kv.Create(ctx, k, []byte(sync)); err != nil {
+			return nil, fmt.Errorf("indexing run %s of sync %q: %w", r.ID, sync, err)
+		}
 	}
 	return r, nil
 }
@@ -109,6 +127,12 @@ func (s *Store) Find(ctx context.Context, id string) (*Run, error) {
 	if strings.ContainsAny(id, ".*> ") || id == "" {
 		return nil, fmt.Errorf("run id %q is malformed", id)
 	}
+	if e, err := s.kv.Get(ctx, idKey(id)); err == nil {
+		return s.Get(ctx, string(e.Value()), id)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("looking up run %s: %w", id, err)
+	}
+	// Runs created before the id index existed.
 	lister, err := s.kv.ListKeysFiltered(ctx, "run.*."+id)
 	if err != nil {
 		return nil, fmt.Errorf("looking up run %s: %w", id, err)
@@ -136,9 +160,28 @@ func (s *Store) List(ctx context.Context, sync string, limit int) ([]*Run, error
 	}
 	type ref struct{ sync, id string }
 	var refs []ref
+	seen := map[string]bool{}
 	for k := range lister.Keys() {
 		parts := strings.Split(k, ".")
 		refs = append(refs, ref{parts[1], parts[2]})
+		seen[parts[2]] = true
+	}
+	// A run being updated can be missing from that listing (see idKey);
+	// the index, never updated, has it.
+	indexFilter := "index.*.*"
+	if sync != "" {
+		indexFilter = "index." + sync + ".*"
+	}
+	index, err := s.kv.ListKeysFiltered(ctx, indexFilter)
+	if err != nil {
+		return nil, fmt.Errorf("listing runs: %w", err)
+	}
+	for k := range index.Keys() {
+		parts := strings.Split(k, ".")
+		if !seen[parts[2]] {
+			refs = append(refs, ref{parts[1], parts[2]})
+			seen[parts[2]] = true
+		}
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].id > refs[j].id })
 	if limit > 0 && len(refs) > limit {
@@ -294,6 +337,8 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 		if err := s.kv.Purge(ctx, runKey(r.Sync, r.ID)); err != nil {
 			return n, fmt.Errorf("pruning run %s: %w", r.ID, err)
 		}
+		_ = s.kv.Purge(ctx, idKey(r.ID))
+		_ = s.kv.Purge(ctx, indexKey(r.Sync, r.ID))
 		n++
 	}
 	return n, nil

@@ -44,3 +44,39 @@ func TestMarkBatch(t *testing.T) {
 	require.False(t, r.MarkBatch(17))
 	require.True(t, r.MarkBatch(0))
 }
+
+// A run being updated all the time is still found by id and listed: with
+// one revision kept per key, listing keys can miss a key updated
+// meanwhile, so lookups go through indexes written once.
+func TestFindWhileUpdating(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	require.NoError(t, bus.Provision(ctx, ns.JS, bus.DefaultLimits()))
+	store, err := run.OpenStore(ctx, ns.JS, bus.BucketRuns)
+	require.NoError(t, err)
+	r, err := store.Create(ctx, "s", "manual")
+	require.NoError(t, err)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = store.Update(ctx, "s", r.ID, func(r *run.Run) error { r.Extracted++; return nil })
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 200 {
+		got, err := store.Find(ctx, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, r.ID, got.ID)
+		runs, err := store.List(ctx, "s", 0)
+		require.NoError(t, err)
+		require.Len(t, runs, 1)
+	}
+}
