@@ -51,7 +51,7 @@ syncs:
     model: { sql: "SELECT id, name, score, note FROM %[6]s.items", primary_key: [id] }
     mode: mirror
     schedule: manual
-    engine: local # requireCommitted reads the snapshot from the object store
+    engine: %[7]s
 `
 
 // chaosParams come from the environment, so `make chaos` can run long.
@@ -103,12 +103,23 @@ func readChaosParams(t *testing.T) chaosParams {
 // twice, and with no delivery kill there are none.
 //
 // CHAOS_ROWS (default 20000), CHAOS_DURATION (default 30s, per run; the
-// second run gets half) and CHAOS_SEED (default: the clock, logged) tune
-// it; `make chaos` runs the long variant.
+// second run gets half), CHAOS_SEED (default: the clock, logged) and
+// CHAOS_ENGINE (local, warehouse, or both by default) tune it; `make chaos`
+// runs the long variant.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test: builds the binary and kills processes for a minute or more")
 	}
+	engines := []string{"local", "warehouse"}
+	if e := os.Getenv("CHAOS_ENGINE"); e != "" && e != "both" {
+		engines = []string{e}
+	}
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { chaosScenario(t, engine) })
+	}
+}
+
+func chaosScenario(t *testing.T, engine string) {
 	params := readChaosParams(t)
 	t.Logf("chaos: rows=%d duration=%s seed=%d (rerun with CHAOS_SEED=%d)", params.rows, params.duration, params.seed, params.seed)
 	rng := rand.New(rand.NewPCG(params.seed, params.seed^0x9e3779b97f4a7c15))
@@ -138,7 +149,7 @@ func TestChaos(t *testing.T) {
 	admin := adminClient(t, adminAddr)
 
 	file := filepath.Join(t.TempDir(), "ebb.yaml")
-	yaml := fmt.Sprintf(chaosYAML, postgresDSN(), hookURL, chaosBatchSize, chaosPartitions, chaosAckWindow, pg.schema)
+	yaml := fmt.Sprintf(chaosYAML, postgresDSN(), hookURL, chaosBatchSize, chaosPartitions, chaosAckWindow, pg.schema, engine)
 	require.NoError(t, os.WriteFile(file, []byte(yaml), 0o600))
 	waitFor(t, 30*time.Second, func() bool {
 		_, err := ebbCmd(t, ps.bin, "apply", "-f", file, "--server", adminAddr)
@@ -163,7 +174,7 @@ func TestChaos(t *testing.T) {
 	requireSent(t, want, got)
 	c1.requireDuplicatesBounded(t, got)
 	require.Equal(t, before, hook.State(), "the destination equals the model")
-	requireCommitted(t, pl, r1.GetId(), "items", src, m)
+	requireCommitted(t, pl, pg, r1.GetId(), "items", src, m)
 
 	// Run 2: change, add and delete rows; exactly the difference arrives.
 	pg.exec(`UPDATE $S.items SET score = score + 1, note = 'changed' WHERE id % 10 = 3`)
@@ -199,7 +210,7 @@ func TestChaos(t *testing.T) {
 	requireSent(t, want, got)
 	c2.requireDuplicatesBounded(t, got)
 	require.Equal(t, after, hook.State(), "the destination equals the model")
-	requireCommitted(t, pl, r2.GetId(), "items", src, m)
+	requireCommitted(t, pl, pg, r2.GetId(), "items", src, m)
 }
 
 // chaosResult is one run under chaos and what was killed meanwhile.
@@ -334,12 +345,16 @@ func (c chaosResult) requireDuplicatesBounded(t *testing.T, got received) {
 
 // requireCommitted checks the sync's committed snapshot: it is the run's,
 // and it holds exactly the model's keys with the model's row hashes.
-func requireCommitted(t *testing.T, pl *plane.Plane, runID, sync string, src config.Source, m config.Model) {
+func requireCommitted(t *testing.T, pl *plane.Plane, pg *pgSchema, runID, sync string, src config.Source, m config.Model) {
 	t.Helper()
 	ctx := context.Background()
 	ptr, _, err := snapshot.LoadPointer(ctx, pl.State, sync)
 	require.NoError(t, err)
 	require.Equal(t, runID, ptr.RunID, "the run's snapshot is the committed one")
+	if ptr.Engine == "warehouse" {
+		requireCommittedTable(t, pg, ptr, src, m)
+		return
+	}
 	s, err := srcbuiltin.Open(ctx, src)
 	require.NoError(t, err)
 	defer s.Close()
@@ -367,4 +382,39 @@ func requireCommitted(t *testing.T, pl *plane.Plane, runID, sync string, src con
 	}
 	require.Equal(t, len(keys), i, "the snapshot has every key of the model")
 	require.EqualValues(t, len(keys), ptr.Rows)
+}
+
+// requireCommittedTable checks a warehouse-engine snapshot: the table in
+// the source's snapshot schema holds exactly the model's keys (k1, one
+// bigint key here) and row hashes (h).
+func requireCommittedTable(t *testing.T, pg *pgSchema, ptr snapshot.Pointer, src config.Source, m config.Model) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := srcbuiltin.Open(ctx, src)
+	require.NoError(t, err)
+	defer s.Close()
+	want := map[int64]string{}
+	require.NoError(t, s.ScanHashes(ctx, source.Model{SQL: m.SQL, PrimaryKey: m.PrimaryKey}, func(key record.Key, hash []byte) error {
+		parts, err := key.Parts()
+		if err != nil {
+			return err
+		}
+		want[parts[0].(int64)] = string(hash)
+		return nil
+	}))
+	rows, err := pg.pool.Query(ctx, "SELECT k1, h FROM "+pg.schema+"."+ptr.Table)
+	require.NoError(t, err)
+	got := map[int64]string{}
+	for rows.Next() {
+		var k int64
+		var h []byte
+		require.NoError(t, rows.Scan(&k, &h))
+		got[k] = string(h)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, len(want), len(got), "the snapshot table has every key of the model, once")
+	for k, h := range want {
+		require.Equal(t, h, got[k], "hash of key %d in the committed table", k)
+	}
+	require.EqualValues(t, len(want), ptr.Rows)
 }

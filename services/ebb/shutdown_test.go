@@ -41,7 +41,7 @@ func TestGracefulShutdown(t *testing.T) {
 		ps.start(svc, svc, "--listen", adminAddr, "--shutdown-timeout", "20s")
 	}
 	file := filepath.Join(t.TempDir(), "ebb.yaml")
-	yaml := fmt.Sprintf(chaosYAML, postgresDSN(), hookURL, chaosBatchSize, chaosPartitions, chaosAckWindow, pg.schema)
+	yaml := fmt.Sprintf(chaosYAML, postgresDSN(), hookURL, chaosBatchSize, chaosPartitions, chaosAckWindow, pg.schema, "auto")
 	require.NoError(t, os.WriteFile(file, []byte(yaml), 0o600))
 	waitFor(t, 30*time.Second, func() bool {
 		_, err := ebbCmd(t, ps.bin, "apply", "-f", file, "--server", adminAddr)
