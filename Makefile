@@ -30,11 +30,11 @@ test-short:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 ## chaos: the long chaos test: every service its own process, one killed every 1-5 s
-##   make chaos CHAOS_ROWS=200000 CHAOS_DURATION=10m [CHAOS_SEED=n to replay a run]
+##   make chaos CHAOS_ROWS=200000 CHAOS_DURATION=10m [CHAOS_ENGINE=local|warehouse|both] [CHAOS_SEED=n to replay a run]
 CHAOS_ROWS     ?= 200000
 CHAOS_DURATION ?= 10m
 chaos:
-	CHAOS_ROWS=$(CHAOS_ROWS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) \
+	CHAOS_ROWS=$(CHAOS_ROWS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) CHAOS_ENGINE=$(CHAOS_ENGINE) \
 		$(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./services/ebb
 
 vet:
