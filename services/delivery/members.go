@@ -75,7 +75,11 @@ func (m *members) beat(ctx context.Context) error {
 		var exp time.Time
 		if exp.UnmarshalText(e.Value()) == nil && time.Now().Before(exp) {
 			live++
+			continue
 		}
+		// A copy that died without removing its key: drop it, by revision,
+		// so a copy renewing it at the same moment keeps it.
+		_ = m.state.Purge(ctx, k, jetstream.LastRevision(e.Revision()))
 	}
 	if prev := m.copies.Swap(max(live, 1)); prev != max(live, 1) {
 		m.log.Info().Int64("copies", max(live, 1)).Msg("delivery copies share the destinations' rate limits")

@@ -346,3 +346,17 @@ func TestRateLimitCountsRequestsNotBatches(t *testing.T) {
 	require.GreaterOrEqual(t, took, 1400*time.Millisecond,
 		"4 composite requests at 2/s take 1.5s; one batch alone would take none (took %s)", took)
 }
+
+// A delivery copy that died without removing its key stops counting once
+// the key expires, and the live copies clear it away.
+func TestDeadDeliveryCopyIsForgotten(t *testing.T) {
+	e := startEnv(t)
+	ctx := t.Context()
+	until, _ := time.Now().Add(-time.Minute).UTC().MarshalText()
+	_, err := e.plane.State.Put(ctx, "member.delivery.dead-copy", until)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := e.plane.State.Get(ctx, "member.delivery.dead-copy")
+		return err != nil
+	}, 10*time.Second, 50*time.Millisecond, "the expired key is purged")
+}
