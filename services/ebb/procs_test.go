@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ebb-etl/ebb/libs/capture"
+	"github.com/ebb-etl/ebb/libs/source/postgres/pgtest"
 	adminv1 "github.com/ebb-etl/ebb/proto/ebb/admin/v1"
 )
 
@@ -215,14 +216,8 @@ func adminClient(t *testing.T, addr string) adminv1.AdminServiceClient {
 	return adminv1.NewAdminServiceClient(conn)
 }
 
-// postgresDSN is the test server: the one at 127.0.0.1:5432 unless
-// EBB_TEST_POSTGRES_DSN says otherwise.
-func postgresDSN() string {
-	if dsn := os.Getenv("EBB_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
+// postgresDSN is the test server (see pgtest.DSN).
+func postgresDSN() string { return pgtest.DSN() }
 
 // pgSchema is a Postgres schema of the test's own, dropped when it ends.
 type pgSchema struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +18,12 @@ import (
 	"github.com/ebb-etl/ebb/libs/natstest"
 	"github.com/ebb-etl/ebb/libs/plane"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/source/postgres/pgtest"
 	"github.com/ebb-etl/ebb/services/ebb/node"
 )
 
-// postgresDSN is the test server: the one at 127.0.0.1:5432 unless
-// EBB_TEST_POSTGRES_DSN says otherwise.
-func postgresDSN() string {
-	if dsn := os.Getenv("EBB_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
+// postgresDSN is the test server (see pgtest.DSN).
+func postgresDSN() string { return pgtest.DSN() }
 
 // pg is a Postgres schema of the test's own, dropped when it ends.
 type pg struct {
