@@ -224,8 +224,10 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	countResults(b.Sync, results)
 	if flags.KeepValues {
+		// Kept values only feed plans: failing to keep them must not hand
+		// the batch back, which would send delivered records again.
 		if err := w.keepValues(ctx, b, results); err != nil {
-			return err
+			w.log.Warn().Err(err).Str(logging.FieldSync, b.Sync).Msg("keeping the values sent; plans may show older ones")
 		}
 	}
 	rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Results: results, Retries: bp.retries}
