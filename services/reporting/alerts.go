@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -193,6 +194,12 @@ func (a *alerter) post(ctx context.Context, url string, data []byte) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
+		// The URL is a credential (a Slack webhook's is): keep it out of
+		// the error, which is logged.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			return fmt.Errorf("alert receiver unreachable: %w", uerr.Err)
+		}
 		return err
 	}
 	defer resp.Body.Close()
