@@ -20,6 +20,8 @@ type Warehouse interface {
 	Source
 	// WarehouseSQL describes model m in the source's SQL dialect.
 	WarehouseSQL(ctx context.Context, m Model) (WarehouseSQL, error)
+	// Dialect tells where the engine's statements must differ.
+	Dialect() WarehouseDialect
 	// Table is the quoted, schema-qualified name of a table of the
 	// snapshot schema.
 	Table(name string) string
@@ -29,8 +31,12 @@ type Warehouse interface {
 	// creates and drops a table in it: an error means the credentials
 	// cannot hold the engine's tables.
 	ProbeSchema(ctx context.Context) error
-	// Exec runs statements in one transaction and returns the rows each
-	// one affected.
+	// Exec runs statements, in one transaction where the warehouse
+	// allows DDL in one (Postgres, Redshift, DuckDB), else one after the
+	// other (Snowflake commits at each DDL statement, BigQuery has no DDL
+	// in transactions); the engine's statement lists are written to be
+	// run again from the start after a failure. It returns the rows each
+	// statement affected.
 	Exec(ctx context.Context, stmts ...Stmt) ([]int64, error)
 	// QueryInt runs a query that returns one integer.
 	QueryInt(ctx context.Context, sql string) (int64, error)
@@ -57,11 +63,25 @@ type WarehouseSQL struct {
 	// Hash is the row hash over alias m: the same 16 bytes ScanHashes
 	// returns, so snapshots move between the engines unchanged.
 	Hash string
-	// IntType, TextType and BytesType name the column types of keys and
-	// hashes; TextType carries the byte-order collation.
-	IntType, TextType, BytesType string
-	// Param renders the n-th (1-based) statement parameter.
-	Param func(n int) string
+}
+
+// WarehouseDialect is where the engine's statements differ between
+// warehouses; everything else it writes is SQL all of them accept.
+type WarehouseDialect struct {
+	// CreateTable begins the engine's CREATE TABLE ... AS statements:
+	// "CREATE TABLE", or Snowflake's "CREATE TRANSIENT TABLE" (no Fail-safe
+	// copies of tables the engine rebuilds every run).
+	CreateTable string
+	// DeleteUsing writes deletes as DELETE FROM t USING keys q WHERE
+	// q.k1 = t.k1, referring to the target by its bare name (Redshift's
+	// DELETE takes no alias); otherwise DELETE FROM t AS x WHERE EXISTS
+	// (...), which BigQuery needs (it has no USING).
+	DeleteUsing bool
+	// Quote quotes an unqualified identifier (for DeleteUsing).
+	Quote func(name string) string
+	// HashHex: row hashes are 32 hex digits of text, not 16 bytes
+	// (Redshift, which cannot decode hex into Postgres's bytea).
+	HashHex bool
 }
 
 // KeyExpr is one key column.

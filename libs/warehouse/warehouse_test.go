@@ -23,6 +23,8 @@ import (
 	"github.com/ebb-etl/ebb/libs/source/duckdb/ducktest"
 	"github.com/ebb-etl/ebb/libs/source/postgres"
 	"github.com/ebb-etl/ebb/libs/source/postgres/pgtest"
+	"github.com/ebb-etl/ebb/libs/source/redshift"
+	"github.com/ebb-etl/ebb/libs/source/redshift/rstest"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
 	"github.com/ebb-etl/ebb/libs/warehouse"
 )
@@ -53,16 +55,24 @@ func newFixture(t *testing.T, env sourcetest.Env) *fixture {
 	return f
 }
 
-// open opens the source with the fixture's config (env.Open closes over
-// the original map, so open by type).
+// openers open each type of source as a Warehouse, with a config that
+// may differ from the Env's (env.Open closes over the original map).
+// Tests of other warehouses register theirs in init.
+var openers = map[string]func(ctx context.Context, cfg map[string]any) (source.Warehouse, error){
+	"postgres": func(ctx context.Context, cfg map[string]any) (source.Warehouse, error) {
+		return postgres.Open(ctx, cfg)
+	},
+	"redshift": func(ctx context.Context, cfg map[string]any) (source.Warehouse, error) {
+		return redshift.Open(ctx, cfg)
+	},
+	"duckdb": func(ctx context.Context, cfg map[string]any) (source.Warehouse, error) { return duckdb.Open(ctx, cfg) },
+}
+
+// open opens the source with the fixture's config.
 func (f *fixture) open() source.Warehouse {
-	var src source.Warehouse
-	var err error
-	if f.env.Type == "postgres" {
-		src, err = postgres.Open(context.Background(), f.env.Config)
-	} else {
-		src, err = duckdb.Open(context.Background(), f.env.Config)
-	}
+	open, ok := openers[f.env.Type]
+	require.True(f.t, ok, "no opener for %s", f.env.Type)
+	src, err := open(context.Background(), f.env.Config)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { src.Close() })
 	return src
@@ -310,6 +320,7 @@ func testEnginesAgree(t *testing.T, env sourcetest.Env) {
 
 func TestEnginesAgreePostgres(t *testing.T) { testEnginesAgree(t, pgtest.Env(t)) }
 func TestEnginesAgreeDuckDB(t *testing.T)   { testEnginesAgree(t, ducktest.Env(t)) }
+func TestEnginesAgreeRedshift(t *testing.T) { testEnginesAgree(t, rstest.Env(t)) }
 
 // testKeyErrors: NULL and duplicate keys fail the diff as in the local
 // engine, naming the first offender.
@@ -328,6 +339,7 @@ func testKeyErrors(t *testing.T, env sourcetest.Env) {
 
 func TestKeyErrorsPostgres(t *testing.T) { testKeyErrors(t, pgtest.Env(t)) }
 func TestKeyErrorsDuckDB(t *testing.T)   { testKeyErrors(t, ducktest.Env(t)) }
+func TestKeyErrorsRedshift(t *testing.T) { testKeyErrors(t, rstest.Env(t)) }
 
 // testClean: the janitor drops the tables of runs that are over, keeps
 // those of active runs and committed snapshots, and leaves other tables.
@@ -357,6 +369,7 @@ func testClean(t *testing.T, env sourcetest.Env) {
 
 func TestCleanPostgres(t *testing.T) { testClean(t, pgtest.Env(t)) }
 func TestCleanDuckDB(t *testing.T)   { testClean(t, ducktest.Env(t)) }
+func TestCleanRedshift(t *testing.T) { testClean(t, rstest.Env(t)) }
 
 func TestRunTables(t *testing.T) {
 	id := run.NewID()

@@ -37,6 +37,9 @@ func (s *Source) Table(name string) string { return quote(s.schema) + "." + quot
 
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
+// Dialect is DuckDB's: it takes every statement the engine writes.
+func (s *Source) Dialect() source.WarehouseDialect { return source.WarehouseDialect{Quote: quote} }
+
 // Param renders $n.
 func (s *Source) Param(n int) string { return fmt.Sprintf("$%d", n) }
 

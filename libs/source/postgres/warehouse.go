@@ -19,11 +19,9 @@ import (
 var _ source.Warehouse = (*Source)(nil)
 
 // WarehouseSQL describes the model: keys as compared by ScanHashes, and
-// the same md5 of the row's text form.
+// the same md5 of the row's text form (as 32 hex digits of text in the
+// portable dialect, see Dialect).
 func (s *Source) WarehouseSQL(ctx context.Context, m source.Model) (source.WarehouseSQL, error) {
-	if s.d.Portable {
-		return source.WarehouseSQL{}, s.noWarehouseEngine()
-	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return source.WarehouseSQL{}, fmt.Errorf("acquiring connection: %w", err)
@@ -37,10 +35,10 @@ func (s *Source) WarehouseSQL(ctx context.Context, m source.Model) (source.Wareh
 	if err != nil {
 		return source.WarehouseSQL{}, err
 	}
-	out := source.WarehouseSQL{From: query.Wrap(m.SQL), Hash: "decode(md5(ROW(m.*)::text), 'hex')"}
-	for i, e := range keyExprs(keys) {
+	out := source.WarehouseSQL{From: query.Wrap(m.SQL), Hash: s.d.rowHash(fields)}
+	for i, e := range s.d.keyExprs(keys, fields) {
 		if keys[i].Int {
-			e += "::int8" // one type whatever the column's width
+			e = "CAST(" + e + " AS BIGINT)" // one type whatever the column's width
 		}
 		out.Keys = append(out.Keys, source.KeyExpr{Expr: e, Int: keys[i].Int})
 	}
@@ -52,6 +50,13 @@ func (s *Source) Table(name string) string {
 	return pgx.Identifier{s.schema, name}.Sanitize()
 }
 
+// Dialect is Postgres's, or Redshift's in the portable dialect: DELETE
+// without an alias, and hashes kept as hex text.
+func (s *Source) Dialect() source.WarehouseDialect {
+	quote := func(name string) string { return pgx.Identifier{name}.Sanitize() }
+	return source.WarehouseDialect{DeleteUsing: s.d.Portable, HashHex: s.d.Portable, Quote: quote}
+}
+
 // Param renders $n.
 func (s *Source) Param(n int) string { return fmt.Sprintf("$%d", n) }
 
@@ -59,9 +64,6 @@ func (s *Source) Param(n int) string { return fmt.Sprintf("$%d", n) }
 // NOT EXISTS needs CREATE on the database even when the schema exists, and
 // a least-privilege role has CREATE on its schema only.
 func (s *Source) ProbeSchema(ctx context.Context) error {
-	if s.d.Portable {
-		return s.noWarehouseEngine()
-	}
 	var exists bool
 	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.schema).Scan(&exists); err != nil {
 		return fmt.Errorf("looking up schema %q: %w", s.schema, err)
@@ -79,12 +81,17 @@ func (s *Source) ProbeSchema(ctx context.Context) error {
 	return nil
 }
 
-// Exec runs the statements in one transaction.
+// Exec runs the statements in one transaction (Redshift, like Postgres,
+// takes DDL in transactions), with text parameters in the portable dialect.
 func (s *Source) Exec(ctx context.Context, stmts ...source.Stmt) ([]int64, error) {
 	counts := make([]int64, len(stmts))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for i, st := range stmts {
-			tag, err := tx.Exec(ctx, st.SQL, st.Args...)
+			args := st.Args
+			if s.d.Portable {
+				args = append([]any{pgx.QueryExecModeExec}, args...)
+			}
+			tag, err := tx.Exec(ctx, st.SQL, args...)
 			if err != nil {
 				return err
 			}
@@ -98,11 +105,12 @@ func (s *Source) Exec(ctx context.Context, stmts ...source.Stmt) ([]int64, error
 // QueryInt runs a query returning one integer.
 func (s *Source) QueryInt(ctx context.Context, sql string) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, sql).Scan(&n)
+	err := s.pool.QueryRow(ctx, sql, pgx.QueryExecModeExec).Scan(&n)
 	return n, err
 }
 
-// ScanKeys reads key parts and a payload, in binary format.
+// ScanKeys reads key parts and a payload, in binary format (text in the
+// portable dialect).
 func (s *Source) ScanKeys(ctx context.Context, sql string, nkeys int, fn source.HashFunc) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -110,7 +118,12 @@ func (s *Source) ScanKeys(ctx context.Context, sql string, nkeys int, fn source.
 	for i := range formats {
 		formats[i] = pgx.BinaryFormatCode
 	}
-	rows, err := s.pool.Query(ctx, sql, pgx.QueryExecModeDescribeExec, formats)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquiring connection: %w", err)
+	}
+	defer conn.Release()
+	rows, err := s.query(ctx, conn.Conn(), sql, formats, nil)
 	if err != nil {
 		return err
 	}
@@ -122,7 +135,7 @@ func (s *Source) ScanKeys(ctx context.Context, sql string, nkeys int, fn source.
 	var key record.Key
 	for rows.Next() {
 		raw := rows.RawValues()
-		if key, err = appendKey(key[:0], keys, raw); err != nil {
+		if key, err = s.appendKey(key[:0], keys, raw); err != nil {
 			stop(cancel, rows)
 			return err
 		}
@@ -145,9 +158,9 @@ func (s *Source) ScanChangedRows(ctx context.Context, m source.Model, changeTabl
 	return s.ScanRows(ctx, joined, after, fn)
 }
 
-// Tables lists the snapshot schema's tables.
+// Tables lists the snapshot schema's tables (Redshift has pg_tables too).
 func (s *Source) Tables(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1", s.schema)
+	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1", pgx.QueryExecModeExec, s.schema)
 	if err != nil {
 		return nil, fmt.Errorf("listing tables of schema %q: %w", s.schema, err)
 	}
@@ -174,16 +187,9 @@ func (s *Source) changedModel(ctx context.Context, m source.Model, changeTable s
 		return m, err
 	}
 	conds := make([]string, len(keys))
-	for i, e := range keyExprs(keys) {
+	for i, e := range s.d.keyExprs(keys, fields) {
 		conds[i] = fmt.Sprintf("c.k%d = %s", i+1, e)
 	}
 	sql := "SELECT m.* FROM " + query.Wrap(m.SQL) + " JOIN " + s.Table(changeTable) + " AS c ON " + strings.Join(conds, " AND ")
 	return source.Model{SQL: sql, PrimaryKey: m.PrimaryKey}, nil
-}
-
-// noWarehouseEngine is the error of the portable dialect (Redshift): its
-// statements are not written in it yet, so `engine: auto` falls back to
-// the local engine.
-func (s *Source) noWarehouseEngine() error {
-	return fmt.Errorf("the warehouse engine is not available for %s sources yet", s.d.Name)
 }
