@@ -66,6 +66,20 @@ func TestPipelineWarehouseEngine(t *testing.T) {
 	}
 }
 
+// The e2e scenario with the warehouse engine in Redshift's dialect (run
+// against Postgres: every statement it writes is valid in both).
+func TestPipelineWarehouseEngineRedshift(t *testing.T) {
+	p := newPG(t)
+	f := pipelineConfig(p, config.ModeMirror, "")
+	f.Sources[0].Type = "redshift"
+	f.Syncs[0].Engine = config.EngineWarehouse
+	runs := pipelineScenario(t, p, f, everyMode()[config.ModeMirror])
+	for _, r := range runs {
+		require.Equal(t, "warehouse", r.Engine)
+	}
+	onlyCommitted(t, p, runs[2])
+}
+
 // engine auto picks the warehouse engine when the schema is writable, and
 // a switch of engine between runs carries the snapshot over: nothing is
 // resent and no delete is lost.
