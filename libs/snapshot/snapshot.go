@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -111,9 +112,28 @@ type Reader struct {
 	name    string
 	payload int
 	rc      io.ReadCloser
+	cancel  context.CancelFunc
 	br      *bufio.Reader
 	key     record.Key
 	value   []byte
+}
+
+// readLimit bounds one read of an object. The object store's Get applies
+// its JetStream context's default timeout (5 s) to the whole read when the
+// context has no deadline, and a 10M-row snapshot, read at the pace of the
+// diff's merge, takes longer than that: reads failed with "nats: timeout".
+// A deadline of our own replaces it.
+const readLimit = 24 * time.Hour
+
+// get opens object name for one read, with the read's own deadline.
+func get(ctx context.Context, obs jetstream.ObjectStore, name string) (jetstream.ObjectResult, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(ctx, readLimit)
+	res, err := obs.Get(ctx, name)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	return res, cancel, nil
 }
 
 // Open reads object name. An empty name reads as an empty file (a sync that
@@ -123,11 +143,11 @@ func Open(ctx context.Context, obs jetstream.ObjectStore, name string, payload i
 	if name == "" {
 		return r, nil
 	}
-	res, err := obs.Get(ctx, name)
+	res, cancel, err := get(ctx, obs, name)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", name, err)
+		return nil, err
 	}
-	r.rc = res
+	r.rc, r.cancel = res, cancel
 	r.br = bufio.NewReaderSize(res, 256<<10)
 	return r, nil
 }
@@ -141,10 +161,11 @@ func OpenLocal(ctx context.Context, obs jetstream.ObjectStore, name string, payl
 	if name == "" {
 		return Open(ctx, obs, name, payload)
 	}
-	res, err := obs.Get(ctx, name)
+	res, cancel, err := get(ctx, obs, name)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", name, err)
+		return nil, err
 	}
+	defer cancel()
 	defer res.Close()
 	f, err := os.CreateTemp("", "ebb-snapshot-*")
 	if err != nil {
@@ -201,6 +222,9 @@ func (r *Reader) Value() []byte { return r.value }
 
 // Close releases the object.
 func (r *Reader) Close() error {
+	if r.cancel != nil {
+		defer r.cancel()
+	}
 	if r.rc == nil {
 		return nil
 	}

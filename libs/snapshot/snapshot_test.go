@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -53,4 +54,45 @@ func TestWriteThenReadBothWays(t *testing.T) {
 	ok, err := empty.Next()
 	require.NoError(t, err)
 	require.False(t, ok, "no snapshot reads as empty")
+}
+
+// A read that lasts longer than the JetStream context's default timeout
+// (the diff reads the previous snapshot at the pace of the model scan)
+// still reads the whole object: the object store otherwise bounds a Get
+// without a deadline by that timeout, and 10M-row diffs failed with
+// "nats: timeout".
+func TestSlowReadOutlastsDefaultTimeout(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	require.NoError(t, bus.Provision(ctx, ns.JS, bus.DefaultLimits()))
+	js, err := jetstream.New(ns.NC, jetstream.WithDefaultTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	obs, err := js.ObjectStore(ctx, bus.ObjectSnapshots)
+	require.NoError(t, err)
+
+	const entries = 100_000 // several chunks, more than the pipe holds
+	w := snapshot.Create(ctx, obs, "s/r/slow", 2)
+	for i := range entries {
+		require.NoError(t, w.Write(record.Key(fmt.Sprintf("key-%06d", i)), []byte{1, 2}))
+	}
+	require.NoError(t, w.Close())
+
+	r, err := snapshot.Open(ctx, obs, "s/r/slow", 2)
+	require.NoError(t, err)
+	defer r.Close()
+	n := 0
+	for {
+		ok, err := r.Next()
+		require.NoError(t, err, "entry %d", n)
+		if !ok {
+			break
+		}
+		if n%20_000 == 0 {
+			// The reader stalls, as a merge waiting on the model does: the
+			// read outlasts the 100 ms default timeout several times over.
+			time.Sleep(150 * time.Millisecond)
+		}
+		n++
+	}
+	require.Equal(t, entries, n)
 }
