@@ -27,6 +27,8 @@ type Source struct {
 	project  string
 	dataset  string
 	location string
+	// snapshot is the dataset of the warehouse engine's tables.
+	snapshot string
 	// member is the IAM member the credentials act as, for the check's
 	// fix statements ("" with application default credentials).
 	member string
@@ -43,6 +45,7 @@ var _ source.Source = (*Source)(nil)
 //	                  credentials when empty
 //	endpoint          the REST endpoint, for tests against a local server; with
 //	                  no credentials_json it is called without authentication
+//	snapshot_schema   the dataset of the warehouse diff engine's tables (default "ebb")
 //
 // When a dataset is given, Open reads its metadata, so a wrong project,
 // dataset or credential fails here rather than at the first run.
@@ -50,6 +53,10 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	c, err := parseConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	snapshot, err := source.SnapshotSchema(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bigquery source: %w", err)
 	}
 	var opts []option.ClientOption
 	if c.credentials != "" {
@@ -67,7 +74,8 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		return nil, fmt.Errorf("bigquery source: creating client: %w", err)
 	}
 	client.Location = c.location
-	s := &Source{client: client, project: c.project, dataset: c.dataset, location: c.location, member: memberOf(c.credentials)}
+	s := &Source{client: client, project: c.project, dataset: c.dataset, location: c.location, snapshot: snapshot,
+		member: memberOf(c.credentials)}
 	if c.dataset != "" {
 		if _, err := client.Dataset(c.dataset).Metadata(ctx); err != nil {
 			_ = client.Close()

@@ -20,6 +20,10 @@ import (
 // column named m.
 const rowAlias = "ebb_row"
 
+// rowHash is the row hash of ScanHashes and of the warehouse engine's
+// tables: MD5 (16 BYTES) of the row's JSON text.
+const rowHash = "MD5(TO_JSON_STRING(" + rowAlias + "))"
+
 func from(sql string) string {
 	return "(SELECT * FROM " + query.Wrap(sql) + ") AS " + rowAlias
 }
@@ -57,7 +61,7 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 		return err
 	}
 	sql := "SELECT " + strings.Join(selectKeys(keys), ", ") +
-		", MD5(TO_JSON_STRING(" + rowAlias + ")) FROM " + from(m.SQL) +
+		", " + rowHash + " FROM " + from(m.SQL) +
 		" ORDER BY " + orderBy(keys)
 	n := len(keys)
 	var key record.Key
@@ -124,9 +128,20 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 // model that changed between the dry run and the query is an error, not a
 // misread row.
 func (s *Source) read(ctx context.Context, q *bq.Query, width int, fn func([]bq.Value, bq.Schema) error) error {
+	return s.rows(ctx, q, "running model", func(vals []bq.Value, schema bq.Schema) error {
+		if len(vals) != width {
+			return fmt.Errorf("running model: it returned %d columns where %d were expected: did the model's tables change during the scan?", len(vals), width)
+		}
+		return fn(vals, schema)
+	})
+}
+
+// rows runs a query and calls fn with each row, page by page; errors of
+// the query say what it was doing.
+func (s *Source) rows(ctx context.Context, q *bq.Query, doing string, fn func([]bq.Value, bq.Schema) error) error {
 	it, err := q.Read(ctx)
 	if err != nil {
-		return s.modelError(err)
+		return s.apiError(doing, err)
 	}
 	var vals []bq.Value
 	for {
@@ -135,10 +150,7 @@ func (s *Source) read(ctx context.Context, q *bq.Query, width int, fn func([]bq.
 			return nil
 		}
 		if err != nil {
-			return s.modelError(err)
-		}
-		if len(vals) != width {
-			return fmt.Errorf("running model: it returned %d columns where %d were expected: did the model's tables change during the scan?", len(vals), width)
+			return s.apiError(doing, err)
 		}
 		if err := fn(vals, it.Schema); err != nil {
 			return err
@@ -147,20 +159,26 @@ func (s *Source) read(ctx context.Context, q *bq.Query, width int, fn func([]bq.
 }
 
 // column references a column of the wrapped model.
-func column(name string) string {
-	return rowAlias + ".`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+func column(name string) string { return columnOf(rowAlias, name) }
+
+// columnOf references a column of the relation aliased alias.
+func columnOf(alias, name string) string {
+	return alias + ".`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
 }
 
 // selectKeys are the key columns as read and compared: integers as they
 // are, everything else as its STRING form, which GoogleSQL orders by code
 // point, that is by the bytes of its UTF-8 (record.Compare order).
-func selectKeys(keys []query.Key) []string {
+func selectKeys(keys []query.Key) []string { return keyExprs(rowAlias, keys) }
+
+// keyExprs are selectKeys over the relation aliased alias.
+func keyExprs(alias string, keys []query.Key) []string {
 	exprs := make([]string, len(keys))
 	for i, k := range keys {
 		if k.Int {
-			exprs[i] = column(k.Name)
+			exprs[i] = columnOf(alias, k.Name)
 		} else {
-			exprs[i] = "CAST(" + column(k.Name) + " AS STRING)"
+			exprs[i] = "CAST(" + columnOf(alias, k.Name) + " AS STRING)"
 		}
 	}
 	return exprs

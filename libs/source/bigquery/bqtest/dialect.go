@@ -18,7 +18,8 @@ import (
 //   - MD5(x), which returns BYTES in GoogleSQL and hex text in DuckDB,
 //     becomes bq_md5(x), a macro returning the 16 bytes (see initConn);
 //     TO_JSON_STRING(x) is a macro of the same name (to_json as text);
-//   - the type names INT64, FLOAT64 and BOOL and SAFE_CAST become DuckDB's.
+//   - the type names INT64, FLOAT64, BOOL and BYTES and SAFE_CAST become
+//     DuckDB's.
 //
 // Anything else passes through as it is: a model using other GoogleSQL
 // functions fails here with DuckDB's message, as an invalidQuery error.
@@ -32,6 +33,7 @@ var renames = map[string]string{
 	"INT64":     "BIGINT",
 	"FLOAT64":   "DOUBLE",
 	"BOOL":      "BOOLEAN",
+	"BYTES":     "BLOB",
 	"SAFE_CAST": "TRY_CAST",
 }
 
@@ -102,6 +104,51 @@ func translate(sql string) (statement, error) {
 	}
 	st.sql = out.String()
 	return st, nil
+}
+
+// unquoteBackticks rewrites the `backquoted` names of DuckDB SQL as
+// DuckDB identifiers (see quotePath), leaving 'strings', "identifiers"
+// and comments as they are.
+func unquoteBackticks(sql string) string {
+	var out strings.Builder
+	for i := 0; i < len(sql); {
+		end := i + 1
+		switch c := sql[i]; {
+		case c == '\'' || c == '"':
+			end = quotedEnd(sql, i)
+		case strings.HasPrefix(sql[i:], "--"):
+			if end = strings.IndexByte(sql[i:], '\n'); end < 0 {
+				end = len(sql)
+			} else {
+				end += i
+			}
+		case c == '`':
+			if j := strings.IndexByte(sql[i+1:], '`'); j >= 0 {
+				out.WriteString(quotePath(sql[i+1 : i+1+j]))
+				i += j + 2
+				continue
+			}
+		}
+		out.WriteString(sql[i:end])
+		i = end
+	}
+	return out.String()
+}
+
+// quotedEnd is the end of the literal or identifier quoted at sql[i],
+// where a doubled quote stands for one.
+func quotedEnd(sql string, i int) int {
+	q := sql[i]
+	for j := i + 1; j < len(sql); j++ {
+		if sql[j] == q {
+			if j+1 < len(sql) && sql[j+1] == q {
+				j++
+				continue
+			}
+			return j + 1
+		}
+	}
+	return len(sql)
 }
 
 // quotePath turns the inside of a backtick identifier, which may hold a

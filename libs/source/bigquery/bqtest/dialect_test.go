@@ -36,3 +36,27 @@ func TestEncodings(t *testing.T) {
 	_, err = fieldOf("g", "INTEGER[][]")
 	require.ErrorContains(t, err, "nested arrays are not supported")
 }
+
+func TestStatementType(t *testing.T) {
+	for sql, want := range map[string]string{
+		"SELECT 1":                                         "SELECT",
+		"(SELECT 1) UNION ALL (SELECT 2)":                  "SELECT",
+		"WITH a AS (SELECT 1) SELECT * FROM a":             "SELECT",
+		"INSERT INTO t VALUES (1)":                         "INSERT",
+		"delete from t x where exists (select 1)":          "DELETE",
+		"CREATE TABLE t (i BIGINT)":                        "CREATE_TABLE",
+		"CREATE TABLE t AS SELECT 1 AS i":                  "CREATE_TABLE_AS_SELECT",
+		"CREATE TABLE t\nAS WITH j AS (SELECT 1) SELECT 2": "CREATE_TABLE_AS_SELECT",
+		"CREATE OR REPLACE TABLE t AS (SELECT 1)":          "CREATE_TABLE_AS_SELECT",
+		"DROP TABLE IF EXISTS t":                           "DROP_TABLE",
+		"CREATE SCHEMA s":                                  "CREATE_SCHEMA",
+		"PRAGMA version":                                   "",
+	} {
+		require.Equal(t, want, statementType(sql), sql)
+	}
+}
+
+func TestUnquoteBackticks(t *testing.T) {
+	require.Equal(t, `CREATE TABLE "ds"."t" ("`+"`"+`x" INTEGER); SELECT '`+"`p.ds.t`"+`' -- `+"`a`\n"+`FROM "ds"."u"`,
+		unquoteBackticks("CREATE TABLE `p.ds.t` (\"`x\" INTEGER); SELECT '`p.ds.t`' -- `a`\nFROM `ds.u`"))
+}

@@ -3,6 +3,7 @@ package bqtest
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,8 +70,9 @@ type job struct {
 	ref      jobRef
 	query    string
 	schema   *schema // nil for statements without a result
+	stmtType string  // statistics.query.statementType: SELECT, INSERT, CREATE_TABLE, …
 	rows     int64
-	affected int64
+	affected int64 // rows a DML statement inserted, updated or deleted
 	dryRun   bool
 	err      *apiError // the job ran and failed
 	created  time.Time
@@ -97,8 +99,8 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp["kind"] = "bigquery#queryResponse"
-	if j.schema == nil {
-		resp["numDmlAffectedRows"] = strconv.FormatInt(j.affected, 10)
+	if dml[j.stmtType] {
+		resp["dmlStats"] = dmlStats(j)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -171,12 +173,7 @@ func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"kind":             "bigquery#dataset",
-		"id":               s.Project + ":" + ds,
-		"datasetReference": datasetRef{ProjectID: s.Project, DatasetID: ds},
-		"location":         location,
-	})
+	writeJSON(w, http.StatusOK, s.datasetResource(ds))
 }
 
 func (s *Server) handleGetTable(w http.ResponseWriter, r *http.Request) {
@@ -224,12 +221,13 @@ func (s *Server) jobResource(j *job) map[string]any {
 		status["errorResult"] = e
 		status["errors"] = []any{e}
 	}
-	stats := map[string]any{"totalBytesProcessed": "0", "cacheHit": false, "statementType": "SELECT"}
+	stats := map[string]any{"totalBytesProcessed": "0", "cacheHit": false, "statementType": j.stmtType}
 	if j.schema != nil {
 		stats["schema"] = j.schema
-	} else {
-		stats["statementType"] = "SCRIPT"
+	}
+	if dml[j.stmtType] {
 		stats["numDmlAffectedRows"] = strconv.FormatInt(j.affected, 10)
+		stats["dmlStats"] = dmlStats(j)
 	}
 	ms := strconv.FormatInt(j.created.UnixMilli(), 10)
 	return map[string]any{
@@ -269,9 +267,13 @@ func (s *Server) run(ctx context.Context, cfg queryConfig, ref jobRef, dryRun bo
 	if err := s.useDataset(ctx, conn, cfg.DefaultDataset); err != nil {
 		return nil, err
 	}
-	j := &job{ref: ref, query: cfg.Query, dryRun: dryRun, created: time.Now()}
 	body := strings.TrimRight(strings.TrimSpace(st.sql), "; \t\r\n")
-	if !returnsRows(body) {
+	j := &job{ref: ref, query: cfg.Query, stmtType: statementType(body), dryRun: dryRun, created: time.Now()}
+	if j.stmtType == "" {
+		kw, _, _ := strings.Cut(body, " ")
+		return nil, invalidQuery(fmt.Sprintf("This server does not run %s statements", strings.ToUpper(kw)))
+	}
+	if j.stmtType != "SELECT" {
 		if dryRun {
 			return nil, invalidQuery("This server dry-runs queries only")
 		}
@@ -279,7 +281,9 @@ func (s *Server) run(ctx context.Context, cfg queryConfig, ref jobRef, dryRun bo
 		if err != nil {
 			return nil, s.mapError(err, cfg)
 		}
-		j.affected, _ = res.RowsAffected()
+		if dml[j.stmtType] {
+			j.affected, _ = res.RowsAffected()
+		}
 		s.addJob(j)
 		return j, nil
 	}
@@ -305,18 +309,68 @@ func (s *Server) addJob(j *job) {
 	s.jobs[j.ref.JobID] = j
 }
 
-// returnsRows tells queries from DDL and DML by their first keyword.
-func returnsRows(sql string) bool {
+// dml are the statement types that report numDmlAffectedRows.
+var dml = map[string]bool{"INSERT": true, "UPDATE": true, "DELETE": true, "MERGE": true}
+
+// ddl maps the leading keywords of the DDL statements the server runs to
+// their statementType; a CREATE TABLE with AS is CREATE_TABLE_AS_SELECT.
+var ddl = []struct{ prefix, stmtType string }{
+	{"CREATE OR REPLACE TABLE", "CREATE_TABLE"},
+	{"CREATE TABLE", "CREATE_TABLE"},
+	{"CREATE SCHEMA", "CREATE_SCHEMA"},
+	{"CREATE OR REPLACE VIEW", "CREATE_VIEW"},
+	{"CREATE VIEW", "CREATE_VIEW"},
+	{"DROP TABLE", "DROP_TABLE"},
+	{"DROP SCHEMA", "DROP_SCHEMA"},
+	{"DROP VIEW", "DROP_VIEW"},
+	{"ALTER TABLE", "ALTER_TABLE"},
+	{"TRUNCATE TABLE", "TRUNCATE_TABLE"},
+}
+
+var (
+	space = regexp.MustCompile(`\s+`)
+	ctas  = regexp.MustCompile(`(?i)\sAS\s*(\(|SELECT\b|WITH\b)`)
+)
+
+// statementType classifies a statement as BigQuery's job statistics do
+// (statistics.query.statementType), by its leading keywords, or returns ""
+// for a statement the server does not run.
+func statementType(sql string) string {
 	for strings.HasPrefix(sql, "(") {
 		sql = strings.TrimSpace(sql[1:])
 	}
-	kw, _, _ := strings.Cut(strings.ToUpper(sql), " ")
-	kw, _, _ = strings.Cut(kw, "\n")
+	head := strings.ToUpper(space.ReplaceAllString(sql[:min(len(sql), 64)], " "))
+	kw, _, _ := strings.Cut(head, " ")
 	switch kw {
 	case "SELECT", "WITH", "FROM", "VALUES":
-		return true
+		return "SELECT"
+	case "INSERT", "UPDATE", "DELETE", "MERGE":
+		return kw
 	}
-	return false
+	for _, d := range ddl {
+		if !strings.HasPrefix(head, d.prefix+" ") {
+			continue
+		}
+		if d.stmtType == "CREATE_TABLE" && ctas.MatchString(sql) {
+			return "CREATE_TABLE_AS_SELECT"
+		}
+		return d.stmtType
+	}
+	return ""
+}
+
+// dmlStats is statistics.query.dmlStats: the affected rows by kind.
+func dmlStats(j *job) map[string]string {
+	n := strconv.FormatInt(j.affected, 10)
+	switch j.stmtType {
+	case "INSERT":
+		return map[string]string{"insertedRowCount": n}
+	case "UPDATE":
+		return map[string]string{"updatedRowCount": n}
+	case "DELETE":
+		return map[string]string{"deletedRowCount": n}
+	}
+	return map[string]string{} // MERGE: DuckDB does not split the count
 }
 
 type queryer interface {
@@ -352,6 +406,9 @@ func (s *Server) page(ctx context.Context, j *job, start int64, maxResults int, 
 		"jobComplete":         true,
 		"cacheHit":            false,
 		"totalBytesProcessed": "0",
+	}
+	if dml[j.stmtType] {
+		resp["numDmlAffectedRows"] = strconv.FormatInt(j.affected, 10)
 	}
 	if j.schema == nil {
 		return resp, nil
@@ -456,6 +513,12 @@ func bindParams(names []string, params []parameter) ([]any, error) {
 			args[i] = *v == "true"
 		case "STRING":
 			args[i] = *v
+		case "BYTES":
+			b, err := base64.StdEncoding.DecodeString(*v)
+			if err != nil {
+				return nil, invalidQuery(fmt.Sprintf("Invalid BYTES value for parameter %s: not base64", p.Name))
+			}
+			args[i] = b
 		default:
 			return nil, invalidQuery(fmt.Sprintf("This server does not bind %s parameters (%s)", p.ParameterType.Type, p.Name))
 		}

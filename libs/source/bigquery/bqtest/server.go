@@ -17,9 +17,16 @@
 //	GET  /queries/{job}         jobs.getQueryResults (pageToken, startIndex, maxResults)
 //	POST /jobs                  jobs.insert of a query job, dry runs included
 //	GET  /jobs/{job}            jobs.get
+//	POST /datasets              datasets.insert
 //	GET  /datasets/{ds}         datasets.get
+//	GET  /datasets/{ds}/tables  tables.list (pageToken, maxResults)
 //	GET  /datasets/{ds}/tables/{t}  tables.get (schema)
 //	POST /datasets/{ds}/tables/{t}:testIamPermissions  tables.testIamPermissions
+//
+// Query jobs run queries, DML (INSERT, UPDATE, DELETE, with
+// numDmlAffectedRows and dmlStats) and the DDL of tables, views and
+// schemas, each job reporting its statementType; DDL statistics beyond the
+// statement type (ddlOperationPerformed, ddlTargetTable) are not served.
 //
 // Datasets are DuckDB schemas. A query's result is written to a table in the
 // hidden schema _jobs, like BigQuery's anonymous result tables, and pages
@@ -64,7 +71,9 @@ type Server struct {
 	jobs     map[string]*job
 	denied   map[string]string // "dataset.table", lower case → permission
 	denyJobs bool
-	nextJob  atomic.Int64
+	// denyDatasets refuses datasets.insert (bigquery.datasets.create).
+	denyDatasets bool
+	nextJob      atomic.Int64
 
 	// Pages counts the result pages served by jobs.getQueryResults.
 	Pages atomic.Int64
@@ -103,10 +112,13 @@ func Start(project string, pageSize int) (*Server, error) {
 	return s, nil
 }
 
-// initConn fixes the session time zone (TIMESTAMP text forms depend on it)
-// and defines the shim's macros on each DuckDB connection.
+// initConn fixes the session time zone (TIMESTAMP text forms depend on it),
+// sorts NULLs as BigQuery does (first in ascending order, last in
+// descending order: NULL is the smallest value) and defines the shim's
+// macros on each DuckDB connection.
 func initConn(execer driver.ExecerContext) error {
-	for _, q := range append([]string{"SET TimeZone = 'UTC'"}, macros...) {
+	settings := []string{"SET TimeZone = 'UTC'", "SET default_null_order = 'nulls_first_on_asc_last_on_desc'"}
+	for _, q := range append(settings, macros...) {
 		if _, err := execer.ExecContext(context.Background(), q, nil); err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
@@ -124,8 +136,10 @@ func (s *Server) Close() {
 func (s *Server) Endpoint() string { return s.http.URL + "/bigquery/v2/" }
 
 // Exec runs DuckDB SQL directly, to set up datasets (schemas) and tables.
+// Backquoted names, `project.dataset.table` as BigQuery writes them, are
+// accepted too.
 func (s *Server) Exec(ctx context.Context, sql string) error {
-	_, err := s.db.ExecContext(ctx, sql)
+	_, err := s.db.ExecContext(ctx, unquoteBackticks(sql))
 	return err
 }
 
@@ -151,7 +165,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+p+"/queries/{job}", s.project(s.handleGetQueryResults))
 	mux.HandleFunc("POST "+p+"/jobs", s.project(s.handleInsertJob))
 	mux.HandleFunc("GET "+p+"/jobs/{job}", s.project(s.handleGetJob))
+	mux.HandleFunc("POST "+p+"/datasets", s.project(s.handleInsertDataset))
 	mux.HandleFunc("GET "+p+"/datasets/{dataset}", s.project(s.handleGetDataset))
+	mux.HandleFunc("GET "+p+"/datasets/{dataset}/tables", s.project(s.handleListTables))
 	mux.HandleFunc("GET "+p+"/datasets/{dataset}/tables/{table}", s.project(s.handleGetTable))
 	mux.HandleFunc("POST "+p+"/datasets/{dataset}/tables/{table}", s.project(s.handleTestIamPermissions))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
