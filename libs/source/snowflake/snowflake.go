@@ -28,6 +28,9 @@ type Source struct {
 	// cfg names the role, warehouse, database and schema the credential
 	// check looks at.
 	cfg *sf.Config
+	// schema holds the warehouse diff engine's tables (config field
+	// "snapshot_schema"), resolved as Snowflake resolves the identifier.
+	schema string
 }
 
 var _ source.Source = (*Source)(nil)
@@ -52,10 +55,15 @@ var sessionParams = map[string]string{
 
 // Open connects to Snowflake and authenticates. Config fields: account,
 // user, password or private_key (PEM, PKCS#8 or PKCS#1, for key-pair JWT
-// authentication), and optionally role, warehouse, database, schema, and
+// authentication), and optionally role, warehouse, database, schema,
+// snapshot_schema (the warehouse diff engine's, in the same database), and
 // host, protocol and port to reach another endpoint than the account's.
 func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	c, err := driverConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("snowflake source: %w", err)
+	}
+	schema, err := source.SnapshotSchema(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("snowflake source: %w", err)
 	}
@@ -64,7 +72,7 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("snowflake source: %w", connectError(c, err))
 	}
-	return &Source{db: db, cfg: c}, nil
+	return &Source{db: db, cfg: c, schema: upperIdent(schema)}, nil
 }
 
 // Close closes the sessions.

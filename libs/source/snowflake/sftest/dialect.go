@@ -7,15 +7,33 @@ import (
 
 // The server's dialect shim. The SQL runs on DuckDB, which already speaks
 // most of what Ebb's Snowflake source emits (CAST, LENGTH, MD5, TO_JSON,
-// CASE, ||, NULLS FIRST). translate rewrites the two Snowflake spellings it
-// does not, outside string literals, quoted identifiers and comments:
+// CASE, ||, NULLS FIRST, INFORMATION_SCHEMA). translate rewrites the
+// Snowflake spellings it does not, outside string literals, quoted
+// identifiers and comments:
 //   - numbered bind variables ":1" become DuckDB's "$1";
-//   - "COLLATE 'utf8'" (compare by UTF-8 bytes) becomes DuckDB's "COLLATE c".
+//   - "COLLATE 'utf8'" (compare by UTF-8 bytes) becomes DuckDB's "COLLATE c";
+//   - CREATE [OR REPLACE] TRANSIENT TABLE loses TRANSIENT: a transient
+//     table differs from a permanent one in its Fail-safe and Time Travel
+//     retention, which the server does not have.
+//
+// MD5_BINARY(x), the 16 bytes of the MD5 digest, is a macro (see macros).
 func translate(sql string) string {
 	var out strings.Builder
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		switch {
+		case isWordStart(c) && (i == 0 || !isWordChar(sql[i-1])):
+			end := i + 1
+			for end < len(sql) && isWordChar(sql[end]) {
+				end++
+			}
+			word := sql[i:end]
+			transient := strings.EqualFold(word, "TRANSIENT") &&
+				(endsWithWord(out.String(), "CREATE") || endsWithWord(out.String(), "OR REPLACE"))
+			if !transient {
+				out.WriteString(word)
+			}
+			i = end
 		case c == '\'' || c == '"':
 			end := quotedEnd(sql, i)
 			lit := sql[i:end]
@@ -74,6 +92,16 @@ func endsWithWord(s, word string) bool {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isWordStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
+
+func isWordChar(c byte) bool { return isWordStart(c) || isDigit(c) || c == '$' }
+
+// macros define, in the server's database, the Snowflake functions DuckDB
+// lacks.
+var macros = []string{
+	"CREATE OR REPLACE MACRO md5_binary(x) AS unhex(md5(x))",
+}
 
 // statementKind classifies a statement by its first keyword.
 func statementKind(sql string) string {

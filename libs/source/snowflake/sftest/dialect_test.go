@@ -44,3 +44,14 @@ func TestSQLError(t *testing.T) {
 		sqlError(errors.New(`Parser Error: syntax error at or near "FORM"`)))
 	require.Equal(t, "100000", sqlError(errors.New("something else")).code)
 }
+
+func TestTranslateTransient(t *testing.T) {
+	for in, want := range map[string]string{
+		`CREATE TRANSIENT TABLE s."t" AS SELECT 1`:            `CREATE  TABLE s."t" AS SELECT 1`,
+		`create or replace transient table t (i int)`:         `create or replace  table t (i int)`,
+		`SELECT transient, 'CREATE TRANSIENT' FROM transient`: `SELECT transient, 'CREATE TRANSIENT' FROM transient`,
+		`CREATE TABLE "TRANSIENT" (transient_1 int)`:          `CREATE TABLE "TRANSIENT" (transient_1 int)`,
+	} {
+		require.Equal(t, want, translate(in), in)
+	}
+}

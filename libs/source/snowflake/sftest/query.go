@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -119,7 +120,7 @@ func statusAnswer() *answer {
 }
 
 // bindArgs turns the request's bindings ("1", "2", ...; each cell's text
-// and Snowflake type) into arguments for $1, $2, ...
+// and Snowflake type, BINARY in hex) into arguments for $1, $2, ...
 func bindArgs(req queryRequest) ([]any, error) {
 	names := make([]int, 0, len(req.Bindings))
 	for k := range req.Bindings {
@@ -156,6 +157,12 @@ func bindArgs(req queryRequest) ([]any, error) {
 			args[i] = v
 		case b.Type == "BOOLEAN":
 			args[i] = text == "true" || text == "1"
+		case b.Type == "BINARY":
+			v, err := hex.DecodeString(text)
+			if err != nil {
+				return nil, fmt.Errorf("binding %d: %q is not a BINARY in hex", n, text)
+			}
+			args[i] = v
 		default:
 			args[i] = text
 		}

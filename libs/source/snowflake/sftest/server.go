@@ -12,7 +12,10 @@
 //     rowtype (Snowflake type names, precision, scale) and a rowset of text
 //     cells. Results longer than the chunk size carry the rest in "chunks",
 //     served gzip'd by GET /chunks/... and guarded by "chunkHeaders", as the
-//     cloud storage that serves them for Snowflake is.
+//     cloud storage that serves them for Snowflake is. Bindings are typed
+//     as the driver sends them (FIXED, REAL, BOOLEAN, TEXT, and BINARY in
+//     hex); DML answers one row of counts (number of rows inserted, ...),
+//     other statements a status row.
 //   - SHOW GRANTS TO ROLE name, answered from the grants SetGrants gives
 //     (unknown roles fail as Snowflake's 002003), and SELECT CURRENT_ROLE(),
 //     the login's role (PUBLIC when none).
@@ -21,11 +24,17 @@
 //     and sqlState (002003 for a missing object, 001003 for a syntax
 //     error, ...), which the driver turns into *gosnowflake.SnowflakeError.
 //
+// The account has one database, Database: the DuckDB database, whose
+// catalog bears its name, so DATABASE.SCHEMA.TABLE names resolve in it. Its
+// schemas are DuckDB's, unqualified names resolve in DuckDB's "main" schema
+// whatever the session's schema, and INFORMATION_SCHEMA is DuckDB's.
+//
 // What it does not do: identifier case folding (names stay as written, where
 // Snowflake upper-cases unquoted ones), multi-statement requests, async
-// queries, file transfer, databases and schemas (every session sees the one
-// DuckDB database). The SQL is DuckDB's, with the few Snowflake spellings
-// Ebb's source emits translated (see dialect.go).
+// queries, file transfer, other databases (every session sees the one),
+// Time Travel and Fail-safe (TRANSIENT tables are plain tables). The SQL is
+// DuckDB's, with the few Snowflake spellings Ebb's source emits translated
+// (see dialect.go).
 package sftest
 
 import (
@@ -52,11 +61,12 @@ import (
 	"github.com/ebb-etl/ebb/libs/source/duckdb"
 )
 
-// Default account and credentials of a new server.
+// Default account, credentials and database of a new server.
 const (
 	Account  = "ebbtest"
 	User     = "EBB"
 	Password = "ebb-test-password"
+	Database = "EBB"
 )
 
 // Server is a local Snowflake account.
@@ -112,8 +122,15 @@ func WithChunkRows(n int) Option { return func(s *Server) { s.chunkRows = n } }
 // database file, stopped when the test ends.
 func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	db, release, err := duckdb.DB(filepath.Join(t.TempDir(), "snowflake.duckdb"))
+	// DuckDB names the catalog after the file.
+	db, release, err := duckdb.DB(filepath.Join(t.TempDir(), Database+".duckdb"))
 	require.NoError(t, err)
+	for _, q := range macros {
+		if _, err := db.Exec(q); err != nil {
+			release()
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 	s := &Server{
 		DB:        db,
 		chunkRows: 1000,
@@ -147,7 +164,7 @@ func (s *Server) Config() map[string]any {
 		"password":  Password,
 		"role":      "EBB_READER",
 		"warehouse": "EBB_WH",
-		"database":  "EBB",
+		"database":  Database,
 		"schema":    "PUBLIC",
 		"protocol":  "http",
 		"host":      s.Host,
