@@ -248,7 +248,7 @@ func checkKeys(ctx context.Context, w source.Warehouse, snap string, n int) (dif
 	}
 	first := func(where string) (record.Key, error) {
 		var k record.Key
-		err := w.ScanKeys(ctx, "SELECT "+cols("", n)+", h FROM "+snap+" WHERE "+where+" ORDER BY "+cols("", n)+" LIMIT 1", n,
+		err := w.ScanKeys(ctx, "SELECT "+cols("s", n)+", s.h FROM "+snap+" s WHERE "+where+" ORDER BY "+cols("s", n)+" LIMIT 1", n,
 			func(key record.Key, _ []byte) error {
 				k = append(record.Key(nil), key...)
 				return nil
@@ -261,8 +261,10 @@ func checkKeys(ctx context.Context, w source.Warehouse, snap string, n int) (dif
 		}
 	}
 	if st.DupKeys > 0 {
-		dups := "(" + cols("", n) + ") IN (SELECT " + cols("", n) + " FROM " + snap + " WHERE NOT " + hasNull(n) +
-			" GROUP BY " + cols("", n) + " HAVING count(*) > 1)"
+		// EXISTS rather than (k1, k2) IN (SELECT ...): BigQuery has no
+		// multi-column IN.
+		dups := "EXISTS (SELECT 1 FROM (SELECT " + cols("", n) + " FROM " + snap + " WHERE NOT " + hasNull(n) +
+			" GROUP BY " + cols("", n) + " HAVING count(*) > 1) d WHERE " + sameKey("d", "s", n) + ")"
 		if st.FirstDup, err = first(dups); err != nil {
 			return st, err
 		}
