@@ -52,6 +52,16 @@ type Warehouse interface {
 	Tables(ctx context.Context) ([]string, error)
 }
 
+// RowLoader is implemented by warehouses where one bulk load beats
+// multi-row INSERTs (BigQuery, where each INSERT is a query job of its
+// own): the engine loads a previous snapshot and key sets through it.
+type RowLoader interface {
+	// LoadRows appends to table (unqualified, in the snapshot schema) the
+	// rows next returns — int64, string or []byte values — until it
+	// returns false, and returns how many it loaded.
+	LoadRows(ctx context.Context, table string, next func() ([]any, bool, error)) (int64, error)
+}
+
 // WarehouseSQL is the dialect the warehouse engine writes its statements in.
 type WarehouseSQL struct {
 	// From is the model as a subquery aliased m.

@@ -157,7 +157,7 @@ func Diff(ctx context.Context, w source.Warehouse, m source.Model, mode config.M
 	prevTable := prev.Table
 	if prevTable == "" {
 		prevTable = t.Previous
-		if err := load(ctx, w, snap, w.Table(prevTable), n, prev.Object); err != nil {
+		if err := load(ctx, w, snap, prevTable, n, prev.Object); err != nil {
 			return st, fmt.Errorf("loading the local engine's snapshot: %w", err)
 		}
 	}
@@ -299,24 +299,62 @@ func changeStatement(w source.Warehouse, prev, snap, chg string, n int, mode con
 		"SELECT * FROM kinds WHERE c IN (" + strings.Join(kinds, ", ") + ")"}
 }
 
-// load creates table prev shaped like snap, with the entries of obj.
+// load creates table prev (unqualified) shaped like snap, with the entries
+// of obj.
 func load(ctx context.Context, w source.Warehouse, snap, prev string, n int, obj *snapshot.Reader) error {
 	_, err := w.Exec(ctx,
-		source.Stmt{SQL: "DROP TABLE IF EXISTS " + prev},
-		source.Stmt{SQL: create(w) + prev + " AS SELECT * FROM " + snap + " WHERE 1 = 0"})
+		source.Stmt{SQL: "DROP TABLE IF EXISTS " + w.Table(prev)},
+		source.Stmt{SQL: create(w) + w.Table(prev) + " AS SELECT * FROM " + snap + " WHERE 1 = 0"})
 	if err != nil || obj == nil {
 		return err
 	}
-	ins := newInserter(w, prev, n, true)
-	for {
+	hexHash := w.Dialect().HashHex
+	return writeRows(ctx, w, prev, func() ([]any, bool, error) {
 		ok, err := obj.Next()
+		if !ok || err != nil {
+			return nil, false, err
+		}
+		row, err := keyParts(obj.Key(), n)
+		if err != nil {
+			return nil, false, err
+		}
+		if hexHash {
+			return append(row, hex.EncodeToString(obj.Value())), true, nil
+		}
+		return append(row, append([]byte(nil), obj.Value()...)), true, nil
+	})
+}
+
+// keyParts are the values of a key's parts, n of them.
+func keyParts(key record.Key, n int) ([]any, error) {
+	parts, err := key.Parts()
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) != n {
+		return nil, fmt.Errorf("key %s has %d parts, the table %d", key, len(parts), n)
+	}
+	return parts, nil
+}
+
+// writeRows appends the rows next returns to table (unqualified): in one
+// bulk load where the warehouse has one (source.RowLoader), else in
+// multi-row INSERTs.
+func writeRows(ctx context.Context, w source.Warehouse, table string, next func() ([]any, bool, error)) error {
+	if l, ok := w.(source.RowLoader); ok {
+		_, err := l.LoadRows(ctx, table, next)
+		return err
+	}
+	ins := &inserter{w: w, table: w.Table(table)}
+	for {
+		row, ok, err := next()
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return ins.flush(ctx)
 		}
-		if err := ins.add(ctx, obj.Key(), obj.Value()); err != nil {
+		if err := ins.add(ctx, row); err != nil {
 			return err
 		}
 	}
@@ -368,21 +406,25 @@ func upload(ctx context.Context, w source.Warehouse, table, keysTable string, n 
 	if err != nil {
 		return err
 	}
-	ins := newInserter(w, w.Table(keysTable), n, false)
+	var pending []string
 	for k := range keys {
-		if err := ins.add(ctx, record.Key(k), nil); err != nil {
-			return err
-		}
+		pending = append(pending, k)
 	}
-	return ins.flush(ctx)
+	return writeRows(ctx, w, keysTable, func() ([]any, bool, error) {
+		if len(pending) == 0 {
+			return nil, false, nil
+		}
+		k := pending[0]
+		pending = pending[1:]
+		row, err := keyParts(record.Key(k), n)
+		return row, err == nil, err
+	})
 }
 
-// inserter writes rows of key parts (and a hash) in multi-row INSERTs.
+// inserter writes rows in multi-row INSERTs.
 type inserter struct {
 	w     source.Warehouse
 	table string
-	n     int
-	hash  bool
 	rows  []string
 	args  []any
 }
@@ -391,26 +433,10 @@ type inserter struct {
 // parameters, well under every warehouse's limit.
 const insertRows = 500
 
-func newInserter(w source.Warehouse, table string, n int, hash bool) *inserter {
-	return &inserter{w: w, table: table, n: n, hash: hash}
-}
-
-func (ins *inserter) add(ctx context.Context, key record.Key, hash []byte) error {
-	parts, err := key.Parts()
-	if err != nil {
-		return err
-	}
-	if len(parts) != ins.n {
-		return fmt.Errorf("key %s has %d parts, the table %d", key, len(parts), ins.n)
-	}
-	if ins.hash && ins.w.Dialect().HashHex {
-		parts = append(parts, hex.EncodeToString(hash))
-	} else if ins.hash {
-		parts = append(parts, append([]byte(nil), hash...))
-	}
-	ps := make([]string, len(parts))
-	for i, p := range parts {
-		ins.args = append(ins.args, p)
+func (ins *inserter) add(ctx context.Context, row []any) error {
+	ps := make([]string, len(row))
+	for i, v := range row {
+		ins.args = append(ins.args, v)
 		ps[i] = ins.w.Param(len(ins.args))
 	}
 	ins.rows = append(ins.rows, "("+strings.Join(ps, ", ")+")")
