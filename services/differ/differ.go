@@ -85,11 +85,11 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if strings.HasPrefix(msg.Subject(), "ebb.run.delivered.") {
 		return s.commit(ctx, log, r)
 	}
-	redelivered := false
+	delivered := uint64(1)
 	if md, err := msg.Metadata(); err == nil {
-		redelivered = md.NumDelivered > 1
+		delivered = md.NumDelivered
 	}
-	return s.diff(ctx, log, r, redelivered)
+	return s.diff(ctx, log, r, delivered)
 }
 
 // endDryRun ends a dry run without touching the snapshot or quarantine.
@@ -138,7 +138,11 @@ func (s *service) fail(ctx context.Context, log zerolog.Logger, r *run.Run, err 
 	return uerr
 }
 
-func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, redelivered bool) error {
+// diff diffs a run; delivered counts the deliveries of its announcement,
+// so a transient warehouse failure is retried source.TransientAttempts
+// times before the run fails.
+func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, delivered uint64) error {
+	redelivered := delivered > 1
 	switch r.State {
 	case run.Extracting, run.Delivering:
 		// Diffed already; the announcement may have been lost in a crash.
@@ -172,6 +176,12 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, rede
 	engine, stats, err := s.computeDiff(ctx, log, plan, r)
 	if err != nil {
 		if ctx.Err() != nil {
+			return err
+		}
+		var transient *source.TransientError
+		if errors.As(err, &transient) && delivered < source.TransientAttempts {
+			// Handed back: the redelivery diffs again from the start.
+			log.Warn().Err(err).Uint64("attempt", delivered).Msg("the warehouse failed transiently; the diff will be retried")
 			return err
 		}
 		return s.fail(ctx, log, r, err)

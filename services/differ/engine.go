@@ -36,12 +36,12 @@ const (
 func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r *run.Run) (string, diff.Stats, error) {
 	src, err := s.OpenSource(ctx, p.src)
 	if err != nil {
-		return "", diff.Stats{}, fmt.Errorf("opening source %q: %w", p.src.Name, err)
+		return "", diff.Stats{}, source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", p.src.Name, err))
 	}
 	defer src.Close()
 	engine, err := chooseEngine(ctx, log, p, src)
 	if err != nil {
-		return "", diff.Stats{}, err
+		return "", diff.Stats{}, source.MarkTransient(src, err)
 	}
 	ptr, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {
@@ -58,7 +58,7 @@ func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r
 	} else {
 		stats, err = s.diffLocally(ctx, src, model, p.sync.Mode, skip, ptr, r)
 	}
-	return engine, stats, err
+	return engine, stats, source.MarkTransient(src, err)
 }
 
 // chooseEngine resolves the sync's engine for this run. auto takes the

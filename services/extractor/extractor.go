@@ -84,6 +84,12 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	var srcErr *sourceError
 	if errors.As(err, &srcErr) {
+		var transient *source.TransientError
+		if errors.As(err, &transient) && delivered(msg) < source.TransientAttempts {
+			// Handed back: the redelivery resumes from the checkpoint.
+			log.Warn().Err(err).Uint64("attempt", delivered(msg)).Msg("the warehouse failed transiently; extraction will be retried")
+			return err
+		}
 		// The warehouse refused: the run fails with its message.
 		log.Error().Err(err).Msg("extraction failed")
 		_, uerr := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
@@ -96,6 +102,14 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 		return uerr
 	}
 	return err
+}
+
+// delivered counts the deliveries of a message.
+func delivered(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
 }
 
 // sourceError marks a failure of the warehouse, as opposed to one of NATS.
@@ -144,7 +158,7 @@ func (s *service) extract(ctx context.Context, log zerolog.Logger, r *run.Run) e
 	}
 	src, err := s.OpenSource(ctx, srcCfg)
 	if err != nil {
-		return &sourceError{fmt.Errorf("opening source %q: %w", srcCfg.Name, err)}
+		return &sourceError{source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", srcCfg.Name, err))}
 	}
 	defer src.Close()
 	changes, err := snapshot.OpenLocal(ctx, s.Plane.Snapshots, r.ChangeSet, snapshot.ChangesPayload)
@@ -225,7 +239,7 @@ func (b *batcher) walk(ctx context.Context, src source.Source) error {
 			if errors.As(err, &pubErr) {
 				return pubErr.err
 			}
-			return &sourceError{fmt.Errorf("reading rows: %w", err)}
+			return &sourceError{source.MarkTransient(src, fmt.Errorf("reading rows: %w", err))}
 		}
 	}
 	// Whatever is left has no row: deletes, or rows gone since the diff.
