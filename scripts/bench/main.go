@@ -2,7 +2,7 @@
 // the same machine in the same run, prints one table of ratios and writes
 // it as JSON under bench/results.
 //
-//	go run ./scripts/bench [-scenario diff,e2e,memory,transform,scaleout,latency] [-rows N] [-out bench/results]
+//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency] [-rows N] [-out bench/results]
 //	go run ./scripts/bench compare A.json B.json
 package main
 
@@ -29,6 +29,9 @@ type scenario struct {
 	run  func(ctx context.Context, o options, n int64) ([]Row, []string, error)
 	// target is shown when the scenario fails before measuring.
 	target string
+	// factor, when set, runs the scenario at factor times its size (or
+	// -rows), so that -rows scales it with the others.
+	factor int64
 }
 
 // options are the flags scenarios read.
@@ -39,6 +42,9 @@ type options struct {
 
 var scenarios = []scenario{
 	{name: "diff", size: 1_000_000, run: wrap(benchDiff), target: "<= 1.3x floor, < 1x EXCEPT/JOIN"},
+	// diff-large is the diff scenario at 10 times N: 10M rows by default,
+	// the size the warehouse engine is for.
+	{name: "diff-large", size: 1_000_000, factor: 10, run: wrap(benchDiff), target: "<= 1.3x floor, < 1x EXCEPT/JOIN"},
 	{name: "e2e", size: 1_000_000, run: wrap(benchE2E), target: ">= 100k rows/s and >= 0.5x sink"},
 	{name: "memory", size: 1_000_000, run: benchMemory, target: "< 300 MB, large <= 1.2x small"},
 	{name: "transform", size: 2_000_000, run: wrap(benchTransform), target: ">= 500k records/s/core"},
@@ -105,6 +111,9 @@ func main() {
 		n := s.size
 		if *rows > 0 {
 			n = *rows
+		}
+		if s.factor > 0 {
+			n *= s.factor
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s at %s rows...\n", s.name, thousands(float64(n)))
 		start := time.Now()

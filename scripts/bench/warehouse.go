@@ -186,7 +186,7 @@ func benchDuckDBDiff(ctx context.Context, env *natsEnv, n int64) ([]Row, error) 
 			best[name] = d
 		}
 	}
-	for rep := range diffReps {
+	for rep := range diffReps(n) {
 		obj, st, err := localDiff(ctx, env, src, model, first, fmt.Sprintf("duck-rep%d", rep))
 		if err != nil {
 			return nil, err
