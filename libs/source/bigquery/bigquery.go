@@ -2,9 +2,23 @@
 // (cloud.google.com/go/bigquery), over the REST API: queries run as jobs and
 // their results are read page by page, never whole into memory.
 //
-// The Storage Read API is not used: results come through jobs.getQueryResults
-// pages, which is slower for very large models but needs no extra permission
-// (bigquery.readsessions.create) and no gRPC endpoint.
+// Config fields (see Open): project (required), dataset, location,
+// credentials_json, endpoint, snapshot_schema, storage_read and
+// storage_endpoint.
+//
+// By default results come through jobs.getQueryResults pages (JSON), which
+// need no extra permission. With storage_read: true, results of more than
+// one page are read through the Storage Read API instead (Arrow record
+// batches over gRPC), for large models; it needs
+// bigquery.readsessions.create on the project (roles/bigquery.readSessionUser).
+// The client reads the query's result table in one stream when the query
+// is ordered, as every scan is, so rows keep their key order; memory holds
+// a few record batches. When a read session cannot be created (no
+// permission, say) the client silently falls back to pages.
+//
+// The warehouse diff engine's tables (see warehouse.go) are written by
+// query jobs, and bulk rows by LoadRows, one load job of newline-delimited
+// JSON (see load.go).
 package bigquery
 
 import (
@@ -16,6 +30,8 @@ import (
 	bq "cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/internal/query"
@@ -46,6 +62,11 @@ var _ source.Source = (*Source)(nil)
 //	endpoint          the REST endpoint, for tests against a local server; with
 //	                  no credentials_json it is called without authentication
 //	snapshot_schema   the dataset of the warehouse diff engine's tables (default "ebb")
+//	storage_read      true to read results of more than one page through the
+//	                  Storage Read API (default false)
+//	storage_endpoint  the Storage Read API's host:port, required with storage_read
+//	                  and endpoint (a local server); with no credentials_json it
+//	                  is called without authentication or TLS
 //
 // When a dataset is given, Open reads its metadata, so a wrong project,
 // dataset or credential fails here rather than at the first run.
@@ -74,6 +95,12 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 		return nil, fmt.Errorf("bigquery source: creating client: %w", err)
 	}
 	client.Location = c.location
+	if c.storageRead {
+		if err := client.EnableStorageReadClient(ctx, storageOptions(c)...); err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("bigquery source: enabling the Storage Read API: %w", err)
+		}
+	}
 	s := &Source{client: client, project: c.project, dataset: c.dataset, location: c.location, snapshot: snapshot,
 		member: memberOf(c.credentials)}
 	if c.dataset != "" {
@@ -87,9 +114,48 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 
 type config struct {
 	project, dataset, location, credentials, endpoint string
+	storageRead                                       bool
+	storageEndpoint                                   string
+}
+
+// storageOptions are the Storage Read client's options: the credentials,
+// and for a local server its endpoint, without TLS when without credentials.
+func storageOptions(c config) []option.ClientOption {
+	var opts []option.ClientOption
+	if c.credentials != "" {
+		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, []byte(c.credentials)))
+	}
+	if c.storageEndpoint != "" {
+		opts = append(opts, option.WithEndpoint(c.storageEndpoint))
+		if c.credentials == "" {
+			opts = append(opts, option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+		}
+	}
+	return opts
 }
 
 func parseConfig(cfg map[string]any) (config, error) {
+	c, err := parseStrings(cfg)
+	if err != nil {
+		return c, err
+	}
+	if v, ok := cfg["storage_read"]; ok && v != nil {
+		if c.storageRead, ok = v.(bool); !ok {
+			return c, fmt.Errorf("bigquery source: config field %q must be true or false, not %T", "storage_read", v)
+		}
+	}
+	switch {
+	case c.storageEndpoint != "" && !c.storageRead:
+		return c, errors.New(`bigquery source: config field "storage_endpoint" needs "storage_read": true`)
+	case c.storageRead && c.endpoint != "" && c.storageEndpoint == "":
+		// The client would reach Google's Storage Read API, not the local server.
+		return c, errors.New(`bigquery source: config field "storage_endpoint" is required with "endpoint" when "storage_read" is true`)
+	}
+	return c, nil
+}
+
+func parseStrings(cfg map[string]any) (config, error) {
 	var c config
 	fields := []struct {
 		name     string
@@ -101,6 +167,7 @@ func parseConfig(cfg map[string]any) (config, error) {
 		{"location", &c.location, false},
 		{"credentials_json", &c.credentials, false},
 		{"endpoint", &c.endpoint, false},
+		{"storage_endpoint", &c.storageEndpoint, false},
 	}
 	for _, f := range fields {
 		v, ok := cfg[f.name]

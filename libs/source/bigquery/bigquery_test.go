@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,6 +20,21 @@ import (
 
 func TestAcceptance(t *testing.T) {
 	sourcetest.Run(t, bqtest.Harness)
+}
+
+// TestAcceptanceStorageRead runs the suite with results of more than two
+// rows read through the Storage Read API, as bqtest.StorageHarness does,
+// counting the reads: the client falls back to pages, silently, when it
+// cannot create a read session.
+func TestAcceptanceStorageRead(t *testing.T) {
+	var reads atomic.Int64
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Env {
+		srv := bqtest.New(t, bqtest.Project, 2)
+		srv.BatchRows = 100
+		t.Cleanup(func() { reads.Add(srv.ReadRowsCalls.Load()) })
+		return bqtest.StorageEnvOn(t, srv)
+	})
+	require.Greater(t, reads.Load(), int64(20))
 }
 
 func noHash(record.Key, []byte) error              { return nil }

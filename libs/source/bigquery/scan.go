@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bq "cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
@@ -136,9 +137,14 @@ func (s *Source) read(ctx context.Context, q *bq.Query, width int, fn func([]bq.
 	})
 }
 
-// rows runs a query and calls fn with each row, page by page; errors of
-// the query say what it was doing.
+// rows runs a query and calls fn with each row, page by page (or batch by
+// batch through the Storage Read API); errors of the query say what it was
+// doing.
 func (s *Source) rows(ctx context.Context, q *bq.Query, doing string, fn func([]bq.Value, bq.Schema) error) error {
+	// Cancelling at return ends the Storage Read streams of a read that
+	// stopped early.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	it, err := q.Read(ctx)
 	if err != nil {
 		return s.apiError(doing, err)
@@ -149,13 +155,41 @@ func (s *Source) rows(ctx context.Context, q *bq.Query, doing string, fn func([]
 		if errors.Is(err, iterator.Done) {
 			return nil
 		}
-		if err != nil {
-			return s.apiError(doing, err)
+		if err == nil {
+			err = fn(vals, it.Schema)
+		} else {
+			err = s.apiError(doing, err)
 		}
-		if err := fn(vals, it.Schema); err != nil {
+		if err != nil {
+			cancel()
+			release(it)
 			return err
 		}
 	}
+}
+
+// release lets go of a Storage Read iterator its reader stopped reading
+// (its context cancelled). The client's stream goroutine sends record
+// batches on a channel without watching the context: left alone, it would
+// block there for good, holding its batches. So this takes what is left, in
+// the background, until the iterator says Done, which it soon does once the
+// cancelled streams end.
+func release(it *bq.RowIterator) {
+	if !it.IsAccelerated() {
+		return
+	}
+	go func() {
+		var vals []bq.Value
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+			err := it.Next(&vals)
+			if errors.Is(err, iterator.Done) {
+				return
+			}
+			if err != nil { // the context's error until the streams end
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}()
 }
 
 // column references a column of the wrapped model.

@@ -49,7 +49,7 @@ func (s *Server) handleInsertDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, accessDenied(fmt.Sprintf("Access Denied: Project %s: User does not have bigquery.datasets.create permission in project %s.", s.Project, s.Project)))
 		return
 	}
-	if err := s.checkDataset(r.Context(), ds); err == nil || ds == "_jobs" {
+	if err := s.checkDataset(r.Context(), ds); err == nil || ds == jobsDataset {
 		writeError(w, &apiError{http.StatusConflict, "ALREADY_EXISTS", "duplicate", fmt.Sprintf("Already Exists: Dataset %s:%s", s.Project, ds)})
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,12 +61,13 @@ type jobRef struct {
 type insertRequest struct {
 	JobReference  *jobRef `json:"jobReference"`
 	Configuration struct {
-		Query  *queryConfig `json:"query"`
-		DryRun bool         `json:"dryRun"`
+		Query  *queryConfig    `json:"query"`
+		Load   json.RawMessage `json:"load"`
+		DryRun bool            `json:"dryRun"`
 	} `json:"configuration"`
 }
 
-// job is a query job and its result table.
+// job is a query job and its result table, or a load job.
 type job struct {
 	ref      jobRef
 	query    string
@@ -74,8 +76,12 @@ type job struct {
 	rows     int64
 	affected int64 // rows a DML statement inserted, updated or deleted
 	dryRun   bool
-	err      *apiError // the job ran and failed
+	err      *apiError   // the job ran and failed
+	errs     []*apiError // status.errors when they say more than err
 	created  time.Time
+	// load is configuration.load as the client sent it; nil for a query.
+	load   json.RawMessage
+	loaded loadStats
 }
 
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
@@ -140,8 +146,13 @@ func (s *Server) handleInsertJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.Configuration.Load != nil {
+		writeError(w, invalid("This server reads no Cloud Storage URIs: upload a load job's data "+
+			"(POST /upload/bigquery/v2/projects/{project}/jobs)"))
+		return
+	}
 	if req.Configuration.Query == nil {
-		writeError(w, invalid("This server runs query jobs only"))
+		writeError(w, invalid("This server runs query and load jobs only"))
 		return
 	}
 	id := ""
@@ -178,7 +189,7 @@ func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleGetTable(w http.ResponseWriter, r *http.Request) {
 	ds, t := r.PathValue("dataset"), r.PathValue("table")
-	if err := s.checkDataset(r.Context(), ds); err != nil {
+	if err := s.checkTable(r.Context(), ds, t); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -195,6 +206,18 @@ func (s *Server) handleGetTable(w http.ResponseWriter, r *http.Request) {
 		"type":           "TABLE",
 		"location":       location,
 	})
+}
+
+// checkTable checks a table's dataset exists; in the hidden dataset only
+// the result tables of queries are visible.
+func (s *Server) checkTable(ctx context.Context, ds, table string) error {
+	if ds != jobsDataset {
+		return s.checkDataset(ctx, ds)
+	}
+	if j, err := s.job(table); err != nil || j.schema == nil || j.dryRun || j.err != nil {
+		return notFound(fmt.Sprintf("Not found: Table %s:%s.%s", s.Project, ds, table))
+	}
+	return nil
 }
 
 func (s *Server) newJobRef(id string) jobRef {
@@ -214,13 +237,60 @@ func (s *Server) job(id string) (*job, error) {
 	return j, nil
 }
 
+// jobResource is the Job resource of jobs.insert and jobs.get. Every job
+// is DONE: the server runs them before it answers.
 func (s *Server) jobResource(j *job) map[string]any {
-	status := map[string]any{"state": "DONE"}
-	if j.err != nil {
-		e := map[string]any{"reason": j.err.reason, "message": j.err.message}
-		status["errorResult"] = e
-		status["errors"] = []any{e}
+	ms := strconv.FormatInt(j.created.UnixMilli(), 10)
+	stats := map[string]any{"creationTime": ms, "startTime": ms, "endTime": ms, "totalBytesProcessed": "0"}
+	var config map[string]any
+	if j.load != nil {
+		config = map[string]any{"load": j.load, "jobType": "LOAD"}
+		stats["load"] = j.loaded.resource()
+	} else {
+		config = map[string]any{"query": s.queryConfigResource(j), "dryRun": j.dryRun, "jobType": "QUERY"}
+		stats["query"] = queryStats(j)
 	}
+	return map[string]any{
+		"kind":          "bigquery#job",
+		"id":            j.ref.ProjectID + ":" + j.ref.Location + "." + j.ref.JobID,
+		"jobReference":  j.ref,
+		"configuration": config,
+		"status":        jobStatus(j),
+		"statistics":    stats,
+	}
+}
+
+// jobStatus is status: errorResult is the error that failed the job,
+// errors all the errors it met (BigQuery's load jobs list a row's error
+// there, behind a "too many errors" errorResult).
+func jobStatus(j *job) map[string]any {
+	status := map[string]any{"state": "DONE"}
+	if j.err == nil {
+		return status
+	}
+	resource := func(e *apiError) map[string]any { return map[string]any{"reason": e.reason, "message": e.message} }
+	status["errorResult"] = resource(j.err)
+	errs := []any{resource(j.err)}
+	for _, e := range j.errs {
+		errs = append(errs, resource(e))
+	}
+	status["errors"] = errs
+	return status
+}
+
+// queryConfigResource is configuration.query. A query that ran has its
+// result table as destinationTable, which the client reads with the
+// Storage Read API.
+func (s *Server) queryConfigResource(j *job) map[string]any {
+	cfg := map[string]any{"query": j.query, "useLegacySql": false}
+	if j.stmtType == "SELECT" && !j.dryRun && j.err == nil {
+		cfg["destinationTable"] = tableRef{ProjectID: s.Project, DatasetID: jobsDataset, TableID: j.ref.JobID}
+	}
+	return cfg
+}
+
+// queryStats is statistics.query.
+func queryStats(j *job) map[string]any {
 	stats := map[string]any{"totalBytesProcessed": "0", "cacheHit": false, "statementType": j.stmtType}
 	if j.schema != nil {
 		stats["schema"] = j.schema
@@ -229,15 +299,7 @@ func (s *Server) jobResource(j *job) map[string]any {
 		stats["numDmlAffectedRows"] = strconv.FormatInt(j.affected, 10)
 		stats["dmlStats"] = dmlStats(j)
 	}
-	ms := strconv.FormatInt(j.created.UnixMilli(), 10)
-	return map[string]any{
-		"kind":          "bigquery#job",
-		"id":            j.ref.ProjectID + ":" + j.ref.Location + "." + j.ref.JobID,
-		"jobReference":  j.ref,
-		"configuration": map[string]any{"query": map[string]any{"query": j.query, "useLegacySql": false}, "dryRun": j.dryRun, "jobType": "QUERY"},
-		"status":        status,
-		"statistics":    map[string]any{"creationTime": ms, "startTime": ms, "endTime": ms, "totalBytesProcessed": "0", "query": stats},
-	}
+	return stats
 }
 
 // run checks and runs a query, writing its result to the job's table. It
@@ -293,9 +355,9 @@ func (s *Server) run(ctx context.Context, cfg queryConfig, ref jobRef, dryRun bo
 		return nil, s.mapError(err, cfg)
 	}
 	if !dryRun {
-		if _, err := conn.ExecContext(ctx, "CREATE TABLE _jobs."+quoteIdent(ref.JobID)+" AS "+body+"\n", args...); err != nil {
+		if _, err := conn.ExecContext(ctx, "CREATE TABLE "+jobsDataset+"."+quoteIdent(ref.JobID)+" AS "+body+"\n", args...); err != nil {
 			j.err = s.mapError(err, cfg)
-		} else if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM _jobs."+quoteIdent(ref.JobID)).Scan(&j.rows); err != nil {
+		} else if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM "+jobsDataset+"."+quoteIdent(ref.JobID)).Scan(&j.rows); err != nil {
 			return nil, err
 		}
 	}
@@ -422,7 +484,7 @@ func (s *Server) page(ctx context.Context, j *job, start int64, maxResults int, 
 	if maxResults > 0 {
 		n = min(n, int64(maxResults))
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+selectList(j.schema)+" FROM _jobs."+quoteIdent(j.ref.JobID)+
+	rows, err := s.db.QueryContext(ctx, "SELECT "+selectList(j.schema)+" FROM "+jobsDataset+"."+quoteIdent(j.ref.JobID)+
 		" WHERE rowid >= ? AND rowid < ? ORDER BY rowid", start, start+n)
 	if err != nil {
 		return nil, err
@@ -571,7 +633,7 @@ func (s *Server) checkDataset(ctx context.Context, ds string) error {
 	if err != nil {
 		return err
 	}
-	if n == 0 || ds == "_jobs" {
+	if n == 0 || ds == jobsDataset {
 		return notFound(fmt.Sprintf("Not found: Dataset %s:%s was not found in location %s", s.Project, ds, location))
 	}
 	return nil

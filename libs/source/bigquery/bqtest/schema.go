@@ -92,7 +92,7 @@ func fieldOf(name, typ string) (*field, error) {
 			t = "BIGNUMERIC"
 		}
 		return &field{Name: name, Type: t, Mode: "NULLABLE"}, nil
-	case strings.HasPrefix(typ, "ENUM("):
+	case typ == "ENUM" || strings.HasPrefix(typ, "ENUM("): // the driver names no values
 		return &field{Name: name, Type: "STRING", Mode: "NULLABLE"}, nil
 	}
 	t, ok := scalarTypes[typ]

@@ -23,10 +23,26 @@
 //	GET  /datasets/{ds}/tables/{t}  tables.get (schema)
 //	POST /datasets/{ds}/tables/{t}:testIamPermissions  tables.testIamPermissions
 //
+// and the media upload of jobs.insert, for a load job with its data
+// (uploadType multipart or resumable, see load.go):
+//
+//	POST /upload/bigquery/v2/projects/{project}/jobs
+//
 // Query jobs run queries, DML (INSERT, UPDATE, DELETE, with
 // numDmlAffectedRows and dmlStats) and the DDL of tables, views and
 // schemas, each job reporting its statementType; DDL statistics beyond the
 // statement type (ddlOperationPerformed, ddlTargetTable) are not served.
+//
+// Load jobs load CSV or NEWLINE_DELIMITED_JSON (BYTES as base64) into an
+// existing table of scalar columns (a missing table fails the job whatever
+// the createDisposition; no autodetect), with writeDisposition
+// WRITE_APPEND, WRITE_TRUNCATE or WRITE_EMPTY, all or nothing, and report
+// statistics.load (outputRows, inputFileBytes, badRecords). Rows in error
+// fail the job past maxBadRecords, with BigQuery's "too many errors"
+// errorResult and each row's error in status.errors. The CSV options read
+// are fieldDelimiter, skipLeadingRows, nullMarker(s), allowJaggedRows,
+// allowQuotedNewlines and ignoreUnknownValues (also for JSON); quote must
+// be '"'.
 //
 // Datasets are DuckDB schemas. A query's result is written to a table in the
 // hidden schema _jobs, like BigQuery's anonymous result tables, and pages
@@ -36,8 +52,11 @@
 // the missing permission; DenyJobs refuses every query for lack of
 // bigquery.jobs.create.
 //
-// The Storage Read API (gRPC) is not served: the client only uses it when
-// asked to, with EnableStorageReadClient.
+// The Storage Read API (gRPC) is served once ServeStorage is called (see
+// storage.go): the client uses it, when asked to with
+// EnableStorageReadClient, to read query results of more than one page.
+// jobs.get reports a query's result table as its destinationTable, and
+// tables.get serves that table's schema.
 package bqtest
 
 import (
@@ -74,9 +93,20 @@ type Server struct {
 	// denyDatasets refuses datasets.insert (bigquery.datasets.create).
 	denyDatasets bool
 	nextJob      atomic.Int64
+	uploads      map[string]*upload // resumable upload sessions by upload_id
+	nextUpload   atomic.Int64
 
 	// Pages counts the result pages served by jobs.getQueryResults.
 	Pages atomic.Int64
+
+	// BatchRows is the most rows a record batch of the Storage Read API
+	// holds (1,000 unless set before reading).
+	BatchRows int
+	// ReadSessions and ReadRowsCalls count the Storage Read API's
+	// CreateReadSession and ReadRows calls, RecordBatches the batches sent.
+	ReadSessions, ReadRowsCalls, RecordBatches atomic.Int64
+	activeReads                                atomic.Int64 // ReadRows calls not yet returned
+	storage                                    *storage     // nil until ServeStorage
 }
 
 // New starts a server with results paged at pageSize rows, stopped when the
@@ -98,19 +128,25 @@ func Start(project string, pageSize int) (*Server, error) {
 		return nil, fmt.Errorf("opening DuckDB: %w", err)
 	}
 	s := &Server{
-		Project:  project,
-		PageSize: pageSize,
-		db:       sql.OpenDB(c),
-		jobs:     map[string]*job{},
-		denied:   map[string]string{},
+		Project:   project,
+		PageSize:  pageSize,
+		BatchRows: 1000,
+		db:        sql.OpenDB(c),
+		jobs:      map[string]*job{},
+		denied:    map[string]string{},
+		uploads:   map[string]*upload{},
 	}
-	if _, err := s.db.Exec("CREATE SCHEMA _jobs"); err != nil {
+	if _, err := s.db.Exec("CREATE SCHEMA " + jobsDataset); err != nil {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("creating job schema: %w", err)
 	}
 	s.http = httptest.NewServer(s.routes())
 	return s, nil
 }
+
+// jobsDataset is the hidden dataset of the jobs' result tables (BigQuery's
+// anonymous datasets), of the sessions' snapshots and of load staging.
+const jobsDataset = "_jobs"
 
 // initConn fixes the session time zone (TIMESTAMP text forms depend on it),
 // sorts NULLs as BigQuery does (first in ascending order, last in
@@ -126,10 +162,23 @@ func initConn(execer driver.ExecerContext) error {
 	return nil
 }
 
-// Close stops the server and drops the database.
+// Close stops the server and drops the database and the data of
+// unfinished uploads.
 func (s *Server) Close() {
 	s.http.Close()
+	s.mu.Lock()
+	st := s.storage
+	s.mu.Unlock()
+	if st != nil {
+		st.stop()
+	}
 	_ = s.db.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, u := range s.uploads {
+		u.remove()
+		delete(s.uploads, id)
+	}
 }
 
 // Endpoint is the base URL to give the client (option.WithEndpoint).
@@ -164,6 +213,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+p+"/queries", s.project(s.handleQuery))
 	mux.HandleFunc("GET "+p+"/queries/{job}", s.project(s.handleGetQueryResults))
 	mux.HandleFunc("POST "+p+"/jobs", s.project(s.handleInsertJob))
+	mux.HandleFunc("POST /upload"+p+"/jobs", s.project(s.handleUpload))
 	mux.HandleFunc("GET "+p+"/jobs/{job}", s.project(s.handleGetJob))
 	mux.HandleFunc("POST "+p+"/datasets", s.project(s.handleInsertDataset))
 	mux.HandleFunc("GET "+p+"/datasets/{dataset}", s.project(s.handleGetDataset))
