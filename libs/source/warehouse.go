@@ -3,8 +3,6 @@ package source
 import (
 	"context"
 	"errors"
-
-	"github.com/ebb-etl/ebb/libs/record"
 )
 
 // DefaultSnapshotSchema is the schema the warehouse diff engine writes its
@@ -44,10 +42,10 @@ type Warehouse interface {
 	// (BIGINT or text, as WarehouseSQL keys are) and whose last column is
 	// a payload, and passes each row's encoded key and payload to fn.
 	ScanKeys(ctx context.Context, sql string, nkeys int, fn HashFunc) error
-	// ScanChangedRows streams, in key order, the whole rows of the model
-	// whose key is in the change table (the engine's k1..kn columns) and
-	// is greater than after (every one when after is nil).
-	ScanChangedRows(ctx context.Context, m Model, changeTable string, after record.Key, fn RowFunc) error
+	// ChangedModel is model m joined with a change table (the engine's
+	// k1..kn columns) on its key: the rows whose key changed, which
+	// ScanRows reads in key order, resuming after a key as for any model.
+	ChangedModel(ctx context.Context, m Model, changeTable string) (Model, error)
 	// Tables lists the names of the tables in the snapshot schema.
 	Tables(ctx context.Context) ([]string, error)
 }

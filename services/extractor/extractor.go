@@ -269,7 +269,11 @@ func (b *batcher) scan(ctx context.Context, src source.Source, fn source.RowFunc
 		return err
 	}
 	changes := warehouse.RunTables(tag, b.run.Sync, b.run.ID).Changes
-	return w.ScanChangedRows(ctx, model, changes, b.cp.LastKey, fn)
+	joined, err := w.ChangedModel(ctx, model, changes)
+	if err != nil {
+		return err
+	}
+	return w.ScanRows(ctx, joined, b.cp.LastKey, fn)
 }
 
 // needsRows reports whether any change needs a model row. A mirror run with

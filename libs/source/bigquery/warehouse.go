@@ -24,7 +24,7 @@ import (
 
 var _ source.Warehouse = (*Source)(nil)
 
-// changedAlias names the model in ScanChangedRows's join: not m, which
+// changedAlias names the model in ChangedModel's join: not m, which
 // may be a column of the model.
 const changedAlias = "ebb_m"
 
@@ -246,20 +246,10 @@ func (s *Source) ScanKeys(ctx context.Context, sql string, nkeys int, fn source.
 	})
 }
 
-// ScanChangedRows is ScanRows over the model limited to the change
-// table's keys: the join is itself the model, so the keyset resumption and
-// row decoding are ScanRows's own.
-func (s *Source) ScanChangedRows(ctx context.Context, m source.Model, changeTable string, after record.Key, fn source.RowFunc) error {
-	joined, err := s.changedModel(ctx, m, changeTable)
-	if err != nil {
-		return err
-	}
-	return s.ScanRows(ctx, joined, after, fn)
-}
-
-// changedModel is the model joined with a change table on the key
-// expressions WarehouseSQL wrote its keys with.
-func (s *Source) changedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
+// ChangedModel is the model joined with a change table on the key
+// expressions WarehouseSQL wrote its keys with: ScanRows over it reads only
+// the changed rows, with its own keyset resumption and row decoding.
+func (s *Source) ChangedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
 	_, keys, err := s.keys(ctx, m)
 	if err != nil {
 		return m, err

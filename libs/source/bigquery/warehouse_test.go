@@ -128,9 +128,9 @@ func TestWarehouseErrors(t *testing.T) {
 	require.EqualError(t, err, "running \"SELECT i FROM `ebb-local.snaps.a`\": it returned 0 rows where one was expected")
 }
 
-// TestScanChangedRows checks the model is read only at the change table's
+// TestChangedModel checks the model is read only at the change table's
 // keys, text keys compared as STRING, and resumes after a key.
-func TestScanChangedRows(t *testing.T) {
+func TestChangedModel(t *testing.T) {
 	ctx := context.Background()
 	e := bqtest.Env(t)
 	sourcetest.Exec(t, e,
@@ -142,9 +142,10 @@ func TestScanChangedRows(t *testing.T) {
 		source.Stmt{SQL: "INSERT INTO " + chg + " VALUES (@p1, @p2, 'c'), (@p3, @p4, 'a'), (@p5, @p6, 'd')",
 			Args: []any{int64(3), "us", int64(1), "eu", int64(9), "eu"}})
 	require.NoError(t, err)
-	m := source.Model{SQL: "SELECT * FROM people", PrimaryKey: []string{"id", "region"}}
+	m, err := w.ChangedModel(ctx, source.Model{SQL: "SELECT * FROM people", PrimaryKey: []string{"id", "region"}}, "chg")
+	require.NoError(t, err)
 	var got []map[string]any
-	err = w.ScanChangedRows(ctx, m, "chg", nil, func(_ record.Key, row map[string]any) error {
+	err = w.ScanRows(ctx, m, nil, func(_ record.Key, row map[string]any) error {
 		got = append(got, row)
 		return nil
 	})
@@ -156,7 +157,7 @@ func TestScanChangedRows(t *testing.T) {
 
 	got = nil
 	after := record.AppendString(record.AppendInt(nil, 1), "eu")
-	err = w.ScanChangedRows(ctx, m, "chg", after, func(_ record.Key, row map[string]any) error {
+	err = w.ScanRows(ctx, m, after, func(_ record.Key, row map[string]any) error {
 		got = append(got, row)
 		return nil
 	})

@@ -147,17 +147,6 @@ func (s *Source) ScanKeys(ctx context.Context, sql string, nkeys int, fn source.
 	return rows.Err()
 }
 
-// ScanChangedRows is ScanRows over the model limited to the change
-// table's keys: the join is itself the model, so the keyset resumption and
-// row decoding are ScanRows's own.
-func (s *Source) ScanChangedRows(ctx context.Context, m source.Model, changeTable string, after record.Key, fn source.RowFunc) error {
-	joined, err := s.changedModel(ctx, m, changeTable)
-	if err != nil {
-		return err
-	}
-	return s.ScanRows(ctx, joined, after, fn)
-}
-
 // Tables lists the snapshot schema's tables (Redshift has pg_tables too).
 func (s *Source) Tables(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1", pgx.QueryExecModeExec, s.schema)
@@ -171,8 +160,10 @@ func (s *Source) Tables(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// changedModel is the model joined with a change table on the key columns.
-func (s *Source) changedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
+// ChangedModel is the model joined with a change table on the key
+// columns: ScanRows over it reads only the changed rows, with its own
+// keyset resumption and row decoding.
+func (s *Source) ChangedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return m, fmt.Errorf("acquiring connection: %w", err)

@@ -186,19 +186,10 @@ func resultKeys(rows *sql.Rows, nkeys int) ([]query.Key, error) {
 	return keys, nil
 }
 
-// ScanChangedRows is ScanRows over the model limited to the change
-// table's keys: the join is itself the model, so the keyset resumption and
-// row decoding are ScanRows's own.
-func (s *Source) ScanChangedRows(ctx context.Context, m source.Model, changeTable string, after record.Key, fn source.RowFunc) error {
-	joined, err := s.changedModel(ctx, m, changeTable)
-	if err != nil {
-		return err
-	}
-	return s.ScanRows(ctx, joined, after, fn)
-}
-
-// changedModel is the model joined with a change table on the key columns.
-func (s *Source) changedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
+// ChangedModel is the model joined with a change table on the key
+// columns: ScanRows over it reads only the changed rows, with its own
+// keyset resumption and row decoding.
+func (s *Source) ChangedModel(ctx context.Context, m source.Model, changeTable string) (source.Model, error) {
 	_, keys, _, err := s.plan(ctx, m)
 	if err != nil {
 		return m, err
