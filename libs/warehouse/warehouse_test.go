@@ -335,6 +335,14 @@ func testKeyErrors(t *testing.T, env sourcetest.Env) {
 	var ke *diff.KeyError
 	require.ErrorAs(t, err, &ke)
 	require.Equal(t, "model has 1 duplicate primary keys (first: 2,y) and 1 rows with a NULL in the primary key (first: NULL,z); nothing was sent", err.Error())
+
+	// A one-column key is counted another way (count(DISTINCT k1)).
+	one := source.Model{SQL: "SELECT a, v FROM " + f.env.Table("model"), PrimaryKey: []string{"a"}}
+	changes = snapshot.Create(context.Background(), f.obs, f.name(), snapshot.ChangesPayload)
+	_, err = warehouse.Diff(context.Background(), f.w, one, config.ModeMirror, nil, warehouse.Previous{}, tables, changes)
+	changes.Abort(err)
+	require.ErrorAs(t, err, &ke)
+	require.Equal(t, "model has 1 duplicate primary keys (first: 2) and 1 rows with a NULL in the primary key (first: NULL); nothing was sent", err.Error())
 }
 
 func TestKeyErrorsPostgres(t *testing.T) { testKeyErrors(t, pgtest.Env(t)) }
