@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/bigquery"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
+	"github.com/ebb-etl/ebb/libs/warehouse/warehousetest"
 )
 
 // TestRealBigQuery runs the acceptance suite against BigQuery itself, each
@@ -25,13 +27,59 @@ import (
 // (a service account key's JSON text) or application default credentials.
 // EBB_TEST_BIGQUERY_LOCATION picks where the datasets live (default US).
 func TestRealBigQuery(t *testing.T) {
-	project := os.Getenv("EBB_TEST_BIGQUERY_PROJECT")
-	if project == "" {
-		t.Skip("EBB_TEST_BIGQUERY_PROJECT is not set: the suite ran against the local server only " +
-			"(set it, with EBB_TEST_BIGQUERY_CREDENTIALS_JSON or application default credentials, to run it against BigQuery)")
-	}
+	project := realProject(t, "the suite")
 	sourcetest.Run(t, func(t *testing.T) sourcetest.Env { return realEnv(t, project) })
 }
+
+// realProject is EBB_TEST_BIGQUERY_PROJECT, or else it skips the test,
+// saying that what (a test's subject) ran against the local server only.
+func realProject(t *testing.T, what string) string {
+	t.Helper()
+	project := os.Getenv("EBB_TEST_BIGQUERY_PROJECT")
+	if project == "" {
+		t.Skip("EBB_TEST_BIGQUERY_PROJECT is not set: " + what + " ran against the local server only " +
+			"(set it, with EBB_TEST_BIGQUERY_CREDENTIALS_JSON or application default credentials, to run it against BigQuery)")
+	}
+	return project
+}
+
+// TestRealBigQueryWarehouseEngine runs the warehouse diff engine on
+// BigQuery against the local engine (see warehousetest.Agree), with the
+// engine's tables in the test's dataset. The model table is named
+// `project.dataset.items`, backquoted (project ids may hold hyphens);
+// statements run one by one, as jobs (BigQuery has no DDL in
+// transactions).
+func TestRealBigQueryWarehouseEngine(t *testing.T) {
+	project := realProject(t, "the warehouse engine")
+	ctx := context.Background()
+	env := realEnv(t, project)
+	dataset := strings.TrimSuffix(env.Prefix, ".")
+	cfg := maps.Clone(env.Config)
+	cfg["snapshot_schema"] = dataset // deleted with the test's dataset
+	exec := func(sql string) {
+		t.Helper()
+		require.NoError(t, env.Exec(ctx, sql), sql)
+	}
+	table := "`" + project + "." + dataset + ".items`"
+	exec("CREATE TABLE " + table + " (org INT64, name STRING, note STRING, amount NUMERIC)")
+	src, err := bigquery.Open(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, src.Close()) })
+	warehousetest.Agree(t, src, exec, warehousetest.Model{
+		Table: table, Org: "org", Name: "name", Note: "note", Amount: "amount",
+		Text: googleText, Decimal: googleNumeric,
+	})
+}
+
+// googleText is a GoogleSQL string literal: a quote is escaped with a
+// backslash (a doubled quote is not an escape in GoogleSQL), and so is a
+// backslash.
+func googleText(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(s) + "'"
+}
+
+// googleNumeric is a NUMERIC literal: a bare 1.5 would be a FLOAT64.
+func googleNumeric(s string) string { return "NUMERIC '" + s + "'" }
 
 func realEnv(t *testing.T, project string) sourcetest.Env {
 	ctx := context.Background()

@@ -15,24 +15,23 @@ import (
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/redshift"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
+	"github.com/ebb-etl/ebb/libs/warehouse/warehousetest"
 )
 
-// TestRealRedshift reads Redshift's own types from a real cluster, named by
-// EBB_TEST_REDSHIFT_DSN (a user able to create a schema). The contract
-// suite's setup SQL is Postgres's (bytea, json, generate_series into a
-// table), which Redshift refuses, so this test writes its data in Redshift's
-// SQL and checks the same properties: key order, hashes, resume, values and
-// the credential check.
-func TestRealRedshift(t *testing.T) {
-	dsn := os.Getenv("EBB_TEST_REDSHIFT_DSN")
+// realSchema connects to the cluster named by EBB_TEST_REDSHIFT_DSN and
+// creates a schema for the test, dropped after, or skips the test saying
+// why. exec runs a statement there, failing the test on error.
+func realSchema(t *testing.T) (dsn, schema string, exec func(sql string)) {
+	t.Helper()
+	dsn = os.Getenv("EBB_TEST_REDSHIFT_DSN")
 	if dsn == "" {
 		t.Skip("EBB_TEST_REDSHIFT_DSN is not set: Redshift's dialect is tested against Postgres only")
 	}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
-	schema := fmt.Sprintf("ebb_test_%016x", rand.Uint64())
-	exec := func(sql string) {
+	schema = fmt.Sprintf("ebb_test_%016x", rand.Uint64())
+	exec = func(sql string) {
 		t.Helper()
 		_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 		require.NoError(t, err, sql)
@@ -42,6 +41,18 @@ func TestRealRedshift(t *testing.T) {
 		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE", pgx.QueryExecModeSimpleProtocol)
 		_ = conn.Close(context.Background())
 	})
+	return dsn, schema, exec
+}
+
+// TestRealRedshift reads Redshift's own types from a real cluster, named by
+// EBB_TEST_REDSHIFT_DSN (a user able to create a schema). The contract
+// suite's setup SQL is Postgres's (bytea, json, generate_series into a
+// table), which Redshift refuses, so this test writes its data in Redshift's
+// SQL and checks the same properties: key order, hashes, resume, values and
+// the credential check.
+func TestRealRedshift(t *testing.T) {
+	dsn, schema, exec := realSchema(t)
+	ctx := context.Background()
 	table := schema + ".people"
 	exec("CREATE TABLE " + table + ` (org BIGINT, name VARCHAR(100), flag BOOLEAN, score DECIMAL(12,3),
 		seen TIMESTAMPTZ, born DATE, doc SUPER, raw VARBYTE(16), f DOUBLE PRECISION)`)
@@ -84,4 +95,24 @@ func TestRealRedshift(t *testing.T) {
 		t.Logf("%v %s: %s %s", f.OK, f.Check, f.Detail, f.Fix)
 	}
 	require.Zero(t, source.Missing(findings))
+}
+
+// TestRealRedshiftWarehouseEngine runs the warehouse diff engine on a real
+// cluster against the local engine (see warehousetest.Agree), with the
+// engine's tables in the test's schema. Texts are VARCHAR(100): Redshift
+// sizes VARCHARs in bytes, and the keys' emoji take four. Keys never end
+// in a space: Redshift's comparisons ignore trailing blanks.
+func TestRealRedshiftWarehouseEngine(t *testing.T) {
+	dsn, schema, exec := realSchema(t)
+	table := schema + ".items"
+	exec("CREATE TABLE " + table + " (org INTEGER, name VARCHAR(100), note VARCHAR(100), amount DECIMAL(12,3))")
+	src, err := redshift.Open(context.Background(), map[string]any{"dsn": dsn, "snapshot_schema": schema})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, src.Close()) })
+	warehousetest.Agree(t, src, exec, warehousetest.Model{
+		Table: table, Org: "org", Name: "name", Note: "note", Amount: "amount",
+		// Redshift reads a backslash in a literal as an escape; the
+		// generated texts have none.
+		Text: warehousetest.StandardText,
+	})
 }

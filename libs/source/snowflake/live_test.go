@@ -20,6 +20,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/source"
 	"github.com/ebb-etl/ebb/libs/source/snowflake"
 	"github.com/ebb-etl/ebb/libs/source/sourcetest"
+	"github.com/ebb-etl/ebb/libs/warehouse/warehousetest"
 )
 
 // liveDSN names a real Snowflake account to test against, as a gosnowflake
@@ -148,4 +149,25 @@ func TestLiveErrors(t *testing.T) {
 		_, err = snowflake.Open(context.Background(), cfg)
 		require.ErrorContains(t, err, "authentication failed")
 	}
+}
+
+// TestLiveWarehouseEngine runs the warehouse diff engine on real Snowflake
+// against the local engine (see warehousetest.Agree), with the engine's
+// tables in the test's schema. The model's columns are created unquoted,
+// so Snowflake names them in upper case, and the primary key names them
+// so: the source matches primary-key names to column names exactly.
+func TestLiveWarehouseEngine(t *testing.T) {
+	cfg, db, schema := liveEnv(t)
+	cfg["snapshot_schema"] = schema // dropped with the test's schema
+	table := schema + ".ITEMS"
+	exec(t, db, "CREATE TABLE "+table+" (ORG INTEGER, NAME VARCHAR, NOTE VARCHAR, AMOUNT NUMBER(12,3))")
+	warehousetest.Agree(t, open(t, cfg), func(sql string) { t.Helper(); exec(t, db, sql) }, warehousetest.Model{
+		Table: table, Org: "ORG", Name: "NAME", Note: "NOTE", Amount: "AMOUNT", Text: snowflakeText,
+	})
+}
+
+// snowflakeText is a string literal: Snowflake reads backslash escapes in
+// single-quoted strings, and a doubled quote as a quote.
+func snowflakeText(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
