@@ -24,6 +24,7 @@ type serveFlags struct {
 	pretty   bool
 	shutdown time.Duration
 	http     string
+	profile  bool
 	retain   time.Duration
 }
 
@@ -37,6 +38,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 		"how long finished runs stay in the run history (env EBB_RUN_RETENTION)")
 	cmd.Flags().StringVar(&f.http, "http", envOr("EBB_HTTP_LISTEN", httpDefault(cmd.Name())),
 		"address of the HTTP server for /metrics, /healthz, /readyz and /ui/; empty turns it off (env EBB_HTTP_LISTEN)")
+	cmd.Flags().BoolVar(&f.profile, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --http address (keep that address private)")
 }
 
 func newServeCmd(*globalFlags) *cobra.Command {
@@ -70,7 +72,7 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			return runBounded(ctx, f.shutdown, func(ctx context.Context) error {
-				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http, RunRetention: f.retain,
+				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http, Profile: f.profile, RunRetention: f.retain,
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token}})
 			})
 		},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"time"
 
@@ -26,6 +27,13 @@ func serveHTTP(ctx context.Context, p *plane.Plane, o Options, lis net.Listener)
 			Quarantine: quarantine.New(p.State), Token: o.Admin.Token, Log: o.Log,
 		})))
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
+	if o.Profile {
+		// Heap and CPU profiles of a running process, for diagnosing it.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	o.Log.Info().Str("addr", lis.Addr().String()).Msg("serving /metrics, /healthz and /readyz")

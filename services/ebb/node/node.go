@@ -43,6 +43,8 @@ type Options struct {
 	// HTTP, when set, is the address of the process's HTTP server:
 	// /metrics, /healthz, /readyz, and /ui/ when the admin service runs.
 	HTTP string
+	// Profile also serves Go's profiler at /debug/pprof/ on HTTP.
+	Profile bool
 	// HTTPReady, if set, is called with the HTTP server's bound address.
 	HTTPReady func(addr string)
 	// RunRetention is how long finished runs are kept (default 30 days).
