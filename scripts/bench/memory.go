@@ -17,7 +17,7 @@ const memoryLimitMB = 300
 
 // memRunTimeout bounds one sync of the memory scenario, so a run that
 // stalls still leaves its peak RSS in the table, marked as unfinished.
-const memRunTimeout = 3 * time.Minute
+const memRunTimeout = 8 * time.Minute
 
 // unfinished is a sync that did not end within memRunTimeout.
 type unfinished struct{ got, want int64 }
