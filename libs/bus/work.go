@@ -172,12 +172,18 @@ type RetryError struct {
 func (e *RetryError) Error() string { return e.Err.Error() }
 func (e *RetryError) Unwrap() error { return e.Err }
 
+// Delivered counts the deliveries of msg: 1 the first time, more after
+// naks and redeliveries (1 when its metadata cannot be read).
+func Delivered(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
+}
+
 // backoff grows with the delivery count: 1s, 2s, 4s, ... up to max.
 func backoff(msg jetstream.Msg, max time.Duration) time.Duration {
-	n := uint64(1)
-	if md, err := msg.Metadata(); err == nil {
-		n = md.NumDelivered
-	}
+	n := Delivered(msg)
 	d := time.Second
 	for i := uint64(1); i < n && d < max; i++ {
 		d *= 2

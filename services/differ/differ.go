@@ -85,11 +85,7 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if strings.HasPrefix(msg.Subject(), "ebb.run.delivered.") {
 		return s.commit(ctx, log, r)
 	}
-	delivered := uint64(1)
-	if md, err := msg.Metadata(); err == nil {
-		delivered = md.NumDelivered
-	}
-	return s.diff(ctx, log, r, delivered)
+	return s.diff(ctx, log, r, bus.Delivered(msg))
 }
 
 // endDryRun ends a dry run without touching the snapshot or quarantine.

@@ -85,9 +85,9 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	var srcErr *sourceError
 	if errors.As(err, &srcErr) {
 		var transient *source.TransientError
-		if errors.As(err, &transient) && delivered(msg) < source.TransientAttempts {
+		if errors.As(err, &transient) && bus.Delivered(msg) < source.TransientAttempts {
 			// Handed back: the redelivery resumes from the checkpoint.
-			log.Warn().Err(err).Uint64("attempt", delivered(msg)).Msg("the warehouse failed transiently; extraction will be retried")
+			log.Warn().Err(err).Uint64("attempt", bus.Delivered(msg)).Msg("the warehouse failed transiently; extraction will be retried")
 			return err
 		}
 		// The warehouse refused: the run fails with its message.
@@ -102,14 +102,6 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 		return uerr
 	}
 	return err
-}
-
-// delivered counts the deliveries of a message.
-func delivered(msg jetstream.Msg) uint64 {
-	if md, err := msg.Metadata(); err == nil {
-		return md.NumDelivered
-	}
-	return 1
 }
 
 // sourceError marks a failure of the warehouse, as opposed to one of NATS.
