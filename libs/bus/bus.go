@@ -6,7 +6,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +32,7 @@ const (
 	BucketLeases    = "ebb_leases"    // scheduler
 	BucketValues    = "ebb_values"    // <sync>.<key hash>: last payload sent, for syncs with keep_values
 	ObjectSnapshots = "ebb_snapshots" // <sync>/<run_id>/{snapshot,changes,committed}
+	ObjectPayloads  = "ebb_payloads"  // <sync>/<run_id>/<stage>/...: bodies of messages too large to travel inline
 )
 
 // Subjects.
@@ -48,11 +48,26 @@ func Deliver(dest string, partition int) string {
 	return fmt.Sprintf("ebb.deliver.%s.%d", dest, partition)
 }
 
-// Limits bound every stream, so a slow stage fills its input and the stage
-// before it waits (publishes are refused and retried) instead of growing.
+// DeliverLanes matches every lane of a destination.
+func DeliverLanes(dest string) string { return "ebb.deliver." + dest + ".*" }
+
+// Limits bound every stream in bytes and in messages. The work queues that
+// carry a run's data have a buffer per sync (record batches) and per
+// destination lane (mapped batches), so a slow destination fills its own
+// lanes and then its syncs' buffers, and the stages in front hand its work
+// back instead of waiting: every other sync goes on.
 type Limits struct {
-	Replicas     int
-	WorkMaxBytes int64         // per work-queue stream
+	Replicas int
+	// WorkMaxBytes caps each work-queue stream as a whole. It is the
+	// backstop behind the per-subject buffers: size it above the buffers
+	// you expect to be full at once (see the README).
+	WorkMaxBytes int64
+	// SyncBuffer is how many extracted record batches may wait per sync
+	// (EBB_RECORDS, per subject), each at most the server's max payload.
+	SyncBuffer int64
+	// LaneBuffer is how many mapped batches may wait per destination lane
+	// (EBB_DELIVER, per subject), each at most the server's max payload.
+	LaneBuffer   int64
 	FailuresAge  time.Duration // how long failed records are kept
 	HistoryAge   time.Duration // how long record history is kept
 	HistoryBytes int64         // and at most how much of it
@@ -60,8 +75,9 @@ type Limits struct {
 	// again with the same id within it is stored once. It must outlast the
 	// longest gap between a publish and its repeat, which comes from a
 	// handler that crashed after publishing and whose message is redelivered
-	// after the consumer's AckWait (DefaultAckWait; a destination's timeout
-	// + 30s for delivery). Ten minutes covers several crashes in a row.
+	// after the consumer's AckWait. Ten minutes covers several crashes in a
+	// row; stages that hand work back for longer (a full buffer) record
+	// what they published instead of relying on it.
 	Duplicates time.Duration
 	Storage    jetstream.StorageType
 }
@@ -70,13 +86,30 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{
 		Replicas:     1,
-		WorkMaxBytes: 512 << 20,
+		WorkMaxBytes: 2 << 30,
+		SyncBuffer:   32,
+		LaneBuffer:   32,
 		FailuresAge:  30 * 24 * time.Hour,
 		HistoryAge:   7 * 24 * time.Hour,
 		HistoryBytes: 1 << 30,
 		Duplicates:   10 * time.Minute,
 		Storage:      jetstream.FileStorage,
 	}
+}
+
+// Validate refuses limits that would leave a stream unbounded or unusable.
+func (l Limits) Validate() error {
+	switch {
+	case l.Replicas < 1 || l.Replicas > 5:
+		return fmt.Errorf("replicas must be between 1 and 5, not %d", l.Replicas)
+	case l.WorkMaxBytes < 1<<20:
+		return fmt.Errorf("the work streams' size limit must be at least 1 MiB, not %d bytes", l.WorkMaxBytes)
+	case l.SyncBuffer < 1:
+		return fmt.Errorf("the sync buffer must hold at least 1 batch, not %d", l.SyncBuffer)
+	case l.LaneBuffer < 1:
+		return fmt.Errorf("the lane buffer must hold at least 1 batch, not %d", l.LaneBuffer)
+	}
+	return nil
 }
 
 // Connect dials NATS with settings fit for a long-running service.
@@ -95,18 +128,28 @@ func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 
 // Provision creates or updates every stream, bucket and store.
 func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
-	work := func(name string, subjects ...string) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	work := func(name string, perSubject int64, subjects ...string) jetstream.StreamConfig {
+		cfg := jetstream.StreamConfig{
 			Name: name, Subjects: subjects, Retention: jetstream.WorkQueuePolicy,
 			Storage: l.Storage, Replicas: l.Replicas, MaxBytes: l.WorkMaxBytes,
 			Discard: jetstream.DiscardNew, Duplicates: l.Duplicates,
 		}
+		if perSubject > 0 {
+			// DiscardNewPerSubject refuses a message on a full subject.
+			// Without it, DiscardNew would let the subject's oldest
+			// message go to make room: on a work queue, a lost batch.
+			cfg.MaxMsgsPerSubject, cfg.DiscardNewPerSubject = perSubject, true
+		}
+		return cfg
 	}
 	streams := []jetstream.StreamConfig{
-		work(StreamRuns, "ebb.run.>"),
-		work(StreamRecords, "ebb.records.>"),
-		work(StreamDeliver, "ebb.deliver.>"),
-		work(StreamResults, "ebb.results.>"),
+		work(StreamRuns, 0, "ebb.run.>"),
+		work(StreamRecords, l.SyncBuffer, "ebb.records.>"),
+		work(StreamDeliver, l.LaneBuffer, "ebb.deliver.>"),
+		work(StreamResults, 0, "ebb.results.>"),
 		{
 			Name: StreamFailures, Subjects: []string{"ebb.failures.>"}, Retention: jetstream.LimitsPolicy,
 			Storage: l.Storage, Replicas: l.Replicas, MaxAge: l.FailuresAge, Duplicates: l.Duplicates,
@@ -136,32 +179,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			return fmt.Errorf("provisioning KV bucket %s: %w", b, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: ObjectSnapshots, Storage: l.Storage, Replicas: l.Replicas,
-	}); err != nil {
-		return fmt.Errorf("provisioning object store %s: %w", ObjectSnapshots, err)
+	for _, b := range []string{ObjectSnapshots, ObjectPayloads} {
+		cfg := jetstream.ObjectStoreConfig{Bucket: b, Storage: l.Storage, Replicas: l.Replicas}
+		if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
+			return fmt.Errorf("provisioning object store %s: %w", b, err)
+		}
 	}
 	return nil
-}
-
-// Publish publishes data with a deterministic message id and waits for the
-// stream's acknowledgement, retrying while the stream is full or NATS is
-// unreachable, until ctx ends. Retrying is safe: the id makes it idempotent.
-func Publish(ctx context.Context, js jetstream.JetStream, subject string, data []byte, msgID string) error {
-	backoff := 50 * time.Millisecond
-	for {
-		_, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("publishing %s: %w", subject, errors.Join(ctx.Err(), err))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("publishing %s: %w", subject, errors.Join(ctx.Err(), err))
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
 }

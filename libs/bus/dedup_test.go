@@ -33,7 +33,7 @@ func TestSameBatchTwiceIsStoredOnce(t *testing.T) {
 		return info.State.Msgs
 	}
 
-	require.NoError(t, bus.Publish(ctx, ns.JS, subject, batch, id))
+	require.NoError(t, ns.Bus.Publish(ctx, subject, batch, id))
 	ack, err := ns.JS.Publish(ctx, subject, batch, jetstream.WithMsgID(id))
 	require.NoError(t, err)
 	require.True(t, ack.Duplicate, "the second publish is recognised as a duplicate")
@@ -57,11 +57,11 @@ func TestSameBatchTwiceIsStoredOnce(t *testing.T) {
 	// The extractor, restarted from a checkpoint taken before this batch,
 	// publishes it again: still inside the window, so nothing is stored
 	// and the transformer never sees it twice.
-	require.NoError(t, bus.Publish(ctx, ns.JS, subject, batch, id))
+	require.NoError(t, ns.Bus.Publish(ctx, subject, batch, id))
 	require.Zero(t, msgs(), "a republish inside the window is dropped even after the first copy was consumed")
 
 	// Another batch (another id) is of course stored.
-	require.NoError(t, bus.Publish(ctx, ns.JS, subject, batch, record.MsgID("customers", "01RUN", "extract", 8, 0)))
+	require.NoError(t, ns.Bus.Publish(ctx, subject, batch, record.MsgID("customers", "01RUN", "extract", 8, 0)))
 	require.EqualValues(t, 1, msgs())
 }
 

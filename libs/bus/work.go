@@ -57,7 +57,7 @@ func Stopping(ctx context.Context) bool {
 // handlers in flight. Those get o.Drain to finish (a request a destination
 // is answering completes, rather than being cut off and sent again by
 // another copy); then their context is cancelled too.
-func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerolog.Logger, handle Handler) error {
+func (b *Bus) Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerolog.Logger, handle Handler) error {
 	if o.Workers <= 0 {
 		o.Workers = 1
 	}
@@ -114,12 +114,12 @@ func Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, log zerol
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			handleOne(hctx, msg, o, log, handle)
+			b.handleOne(hctx, msg, o, log, handle)
 		}()
 	}
 }
 
-func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolog.Logger, handle Handler) {
+func (b *Bus) handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolog.Logger, handle Handler) {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -136,9 +136,15 @@ func handleOne(ctx context.Context, msg jetstream.Msg, o WorkOptions, log zerolo
 	}()
 	err := handle(ctx, msg)
 	if err == nil {
-		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Str("subject", msg.Subject()).Msg("acking message")
+		if err := msg.DoubleAck(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Str("subject", msg.Subject()).Msg("acking message")
+			}
+			return
 		}
+		// Only once the ack is confirmed: a redelivered message still
+		// finds its body.
+		b.release(ctx, msg)
 		return
 	}
 	if ctx.Err() != nil || Stopping(ctx) {

@@ -21,7 +21,7 @@ func TestWorkDrainsHandlersInFlight(t *testing.T) {
 	ctx := context.Background()
 	cons, err := bus.Durable(ctx, ns.JS, bus.StreamRecords, jetstream.ConsumerConfig{Durable: "drain", FilterSubject: bus.Records("s")})
 	require.NoError(t, err)
-	require.NoError(t, bus.Publish(ctx, ns.JS, bus.Records("s"), []byte(`{}`), "drain-1"))
+	require.NoError(t, ns.Bus.Publish(ctx, bus.Records("s"), []byte(`{}`), "drain-1"))
 
 	started, release := make(chan struct{}), make(chan struct{})
 	type seen struct{ stopping, cancelled bool }
@@ -29,7 +29,7 @@ func TestWorkDrainsHandlersInFlight(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- bus.Work(wctx, cons, bus.WorkOptions{Drain: 10 * time.Second}, zerolog.Nop(), func(hctx context.Context, _ jetstream.Msg) error {
+		done <- ns.Bus.Work(wctx, cons, bus.WorkOptions{Drain: 10 * time.Second}, zerolog.Nop(), func(hctx context.Context, _ jetstream.Msg) error {
 			close(started)
 			<-release
 			result <- seen{stopping: bus.Stopping(hctx), cancelled: hctx.Err() != nil}

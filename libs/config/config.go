@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Mode says which changes a sync sends.
@@ -121,6 +122,39 @@ type Sync struct {
 	Transformation *Transformation `json:"transformation,omitempty" yaml:"transformation"`
 	// Engine is the diff engine: auto (when empty), local or warehouse.
 	Engine Engine `json:"engine,omitempty" yaml:"engine"`
+	// MaxRecordBytes bounds one record: a larger one fails alone, naming
+	// its key and size, and the rest of the run goes on. 0 means the
+	// default (DefaultMaxRecordBytes). Records larger than a NATS message
+	// travel through the object store.
+	MaxRecordBytes int64 `json:"max_record_bytes,omitempty" yaml:"max_record_bytes"`
+	// MaxRunDuration bounds a run, pauses and approvals included: a run
+	// older than this fails with that reason. Empty means the default
+	// (DefaultMaxRunDuration).
+	MaxRunDuration string `json:"max_run_duration,omitempty" yaml:"max_run_duration"`
+}
+
+// Defaults of MaxRecordBytes and MaxRunDuration.
+const (
+	DefaultMaxRecordBytes = 64 << 20
+	DefaultMaxRunDuration = 24 * time.Hour
+)
+
+// RecordLimit returns the largest record the sync sends, in bytes of its
+// JSON.
+func (s Sync) RecordLimit() int64 {
+	if s.MaxRecordBytes <= 0 {
+		return DefaultMaxRecordBytes
+	}
+	return s.MaxRecordBytes
+}
+
+// RunLimit returns how long a run of the sync may last.
+func (s Sync) RunLimit() time.Duration {
+	d, err := time.ParseDuration(s.MaxRunDuration)
+	if err != nil || d <= 0 {
+		return DefaultMaxRunDuration
+	}
+	return d
 }
 
 // DiffEngine returns the sync's engine, EngineAuto when unset.
@@ -274,6 +308,14 @@ func (s Sync) Validate() error {
 			known[i] = string(e)
 		}
 		return fieldErr(r, "engine", "unknown engine %q (known: %s)", s.Engine, strings.Join(known, ", "))
+	}
+	if s.MaxRecordBytes < 0 || s.MaxRecordBytes > 1<<30 {
+		return fieldErr(r, "max_record_bytes", "%d is out of range [1, 1073741824] (0 or unset: %d)", s.MaxRecordBytes, DefaultMaxRecordBytes)
+	}
+	if s.MaxRunDuration != "" {
+		if d, err := time.ParseDuration(s.MaxRunDuration); err != nil || d < time.Second {
+			return fieldErr(r, "max_run_duration", "%q is not a positive duration such as \"24h\"", s.MaxRunDuration)
+		}
 	}
 	if err := s.Safety.validate(r); err != nil {
 		return err

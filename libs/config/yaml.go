@@ -391,6 +391,8 @@ func (d *decoder) sync(n *yaml.Node, path string, s *Sync) error {
 		"quarantine_after": d.integer(&s.QuarantineAfter),
 		"engine":           d.str((*string)(&s.Engine)),
 		"keep_values":      d.boolean(&s.KeepValues),
+		"max_record_bytes": d.int64(&s.MaxRecordBytes),
+		"max_run_duration": d.str(&s.MaxRunDuration),
 		"safety": func(n *yaml.Node, path string) error {
 			return d.object(n, path, fields{
 				"max_delete_share": d.numberPtr(&s.Safety.MaxDeleteShare),
@@ -442,6 +444,20 @@ func (d *decoder) numberPtr(dst **float64) field {
 			return err
 		}
 		*dst = &f
+		return nil
+	}
+}
+
+// int64 decodes a whole number; null leaves dst unchanged.
+func (d *decoder) int64(dst *int64) field {
+	return func(n *yaml.Node, path string) error {
+		var i int
+		if err := d.integer(&i)(n, path); err != nil {
+			return err
+		}
+		if v, _ := d.value(n, path); v != nil {
+			*dst = int64(i)
+		}
 		return nil
 	}
 }

@@ -14,6 +14,9 @@ type Options struct {
 	Host     string // default 127.0.0.1
 	Port     int    // -1 picks a free port
 	StoreDir string // JetStream data directory
+	// MaxPayload is the largest message the server takes; 0 keeps the
+	// NATS default (1 MiB).
+	MaxPayload int32
 }
 
 // StartNATS starts a JetStream-enabled NATS server and waits until it
@@ -30,6 +33,7 @@ func StartNATS(o Options) (*server.Server, error) {
 		NoSigs:    true,
 		// Embedded use: keep JetStream's memory modest and disk unlimited.
 		JetStreamMaxMemory: 256 << 20,
+		MaxPayload:         o.MaxPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)

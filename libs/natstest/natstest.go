@@ -22,6 +22,7 @@ type Server struct {
 	URL    string
 	NC     *nats.Conn
 	JS     jetstream.JetStream
+	Bus    *bus.Bus
 }
 
 // Start starts a server for t and stops it when t ends.
@@ -41,7 +42,9 @@ func StartIn(t testing.TB, dir string) *Server {
 	limits := bus.DefaultLimits()
 	limits.WorkMaxBytes = 64 << 20
 	require.NoError(t, bus.Provision(context.Background(), js, limits))
-	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js}
+	b, err := bus.Open(context.Background(), js)
+	require.NoError(t, err)
+	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js, Bus: b}
 	t.Cleanup(s.Stop)
 	return s
 }

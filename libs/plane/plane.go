@@ -12,11 +12,14 @@ import (
 	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/snapshot"
 )
 
 // Plane is the control plane.
 type Plane struct {
-	JS        jetstream.JetStream
+	JS jetstream.JetStream
+	// Bus publishes and reads the messages between stages.
+	Bus       *bus.Bus
 	Configs   *config.Store
 	Runs      *run.Store
 	State     jetstream.KeyValue
@@ -41,5 +44,26 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Plane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshot store: %w", err)
 	}
-	return &Plane{JS: js, Configs: configs, Runs: runs, State: state, Snapshots: snaps}, nil
+	b, err := bus.Open(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return &Plane{JS: js, Bus: b, Configs: configs, Runs: runs, State: state, Snapshots: snaps}, nil
+}
+
+// ForgetRun deletes what an ended run left in the data plane: its
+// extraction checkpoint, the transformer's records of lanes published,
+// its bodies in the payload store and the objects of its diff, except
+// keep (the snapshot it committed). Each is also safe to repeat.
+func (p *Plane) ForgetRun(ctx context.Context, sync, runID string, keep ...string) error {
+	_ = p.State.Delete(ctx, "checkpoint."+runID+".extract")
+	if keys, err := p.State.ListKeysFiltered(ctx, "transform."+runID+".*"); err == nil {
+		for k := range keys.Keys() {
+			_ = p.State.Purge(ctx, k)
+		}
+	}
+	if err := p.Bus.DeletePayloads(ctx, sync+"/"+runID+"/"); err != nil {
+		return err
+	}
+	return snapshot.DeleteRun(ctx, p.Snapshots, sync, runID, keep...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Op is what a record asks the destination to do.
@@ -50,7 +51,20 @@ type Record struct {
 	// it as is (see destination.RawTaker): delivery then skips decoding it
 	// into Data, which stays nil.
 	RawData json.RawMessage `json:"-"`
+	// Final, when set, is the record's outcome decided before delivery: it
+	// vanished from the model, was too large, failed its mapping or
+	// transformation, or was filtered out. It still travels in its batch
+	// to its lane, and delivery reports it with the batch's other results
+	// without sending it: every record has its one result from the one
+	// message that carries it, however often a stage handles that message.
+	Final Status `json:"final,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Extra marks the copies of a fanned-out record after the first.
+	Extra bool `json:"extra,omitempty"`
 }
+
+// Sendable reports whether the record goes to the destination.
+func (r Record) Sendable() bool { return r.Final == "" }
 
 // RawBatch is a Batch whose records keep their data as JSON.
 type RawBatch struct {
@@ -69,6 +83,9 @@ type RawRecord struct {
 	KeyEnc Key             `json:"k"`
 	Key    map[string]any  `json:"key"`
 	Data   json.RawMessage `json:"data,omitempty"`
+	Final  Status          `json:"final,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Extra  bool            `json:"extra,omitempty"`
 }
 
 // Batch converts b, decoding each record's data into Data, or only keeping
@@ -77,7 +94,7 @@ func (b RawBatch) Batch(raw bool) (Batch, error) {
 	out := Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Destination: b.Destination,
 		Records: make([]Record, len(b.Records))}
 	for i, r := range b.Records {
-		rec := Record{Op: r.Op, Change: r.Change, KeyEnc: r.KeyEnc, Key: r.Key}
+		rec := Record{Op: r.Op, Change: r.Change, KeyEnc: r.KeyEnc, Key: r.Key, Final: r.Final, Error: r.Error, Extra: r.Extra}
 		switch {
 		case len(r.Data) == 0 || string(r.Data) == "null":
 		case raw:
@@ -115,14 +132,8 @@ type Batch struct {
 }
 
 // ResultIndex numbers a run's result batches for deduplication: each
-// extracted batch seq has one slot per partition, plus two for outcomes
-// decided before delivery: ExtractorSlot and TransformerSlot.
-func ResultIndex(seq, partition, partitions int) int { return seq*(partitions+2) + partition }
-
-// ExtractorSlot and TransformerSlot are the partition numbers of the result
-// batches the extractor and the transformer publish themselves.
-func ExtractorSlot(partitions int) int   { return partitions }
-func TransformerSlot(partitions int) int { return partitions + 1 }
+// extracted batch seq has one per partition.
+func ResultIndex(seq, partition, partitions int) int { return seq*partitions + partition }
 
 // Status is a record's final outcome in a run.
 type Status string
@@ -150,6 +161,25 @@ type Result struct {
 	// PayloadHash fingerprints the payload delivery sent (or tried to), so
 	// a key's history shows when what was sent changed.
 	PayloadHash string `json:"h,omitempty"`
+	// Extra marks the result of a fanned-out copy after the first: the
+	// run counts its record once.
+	Extra bool `json:"x,omitempty"`
+}
+
+// MaxErrorLen bounds the error text a result keeps: a destination may
+// answer with a whole page.
+const MaxErrorLen = 1024
+
+// Truncate shortens an error text to MaxErrorLen bytes, on a rune boundary.
+func Truncate(s string) string {
+	if len(s) <= MaxErrorLen {
+		return s
+	}
+	cut := MaxErrorLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // ResultBatch reports the outcomes of one delivered batch.

@@ -41,18 +41,12 @@ func PauseSync(ctx context.Context, state jetstream.KeyValue, store *Store, sync
 	if err != nil || id == "" {
 		return nil, err
 	}
-	return store.Update(ctx, sync, id, func(r *Run) error {
-		if r.State.Terminal() || r.State == Paused || r.State == Committing {
-			return ErrSkip // a commit in progress finishes: it sends nothing
-		}
-		r.PausedFrom, r.State = r.State, Paused
-		return nil
-	})
+	return store.Pause(ctx, sync, id)
 }
 
 // ResumeSync lets a paused sync be scheduled again and resumes its paused
 // run from where it stopped. It returns the resumed run, if any.
-func ResumeSync(ctx context.Context, js jetstream.JetStream, state jetstream.KeyValue, store *Store, sync string) (*Run, error) {
+func ResumeSync(ctx context.Context, b *bus.Bus, state jetstream.KeyValue, store *Store, sync string) (*Run, error) {
 	if err := state.Delete(ctx, pauseKey(sync)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("resuming sync %q: %w", sync, err)
 	}
@@ -60,83 +54,75 @@ func ResumeSync(ctx context.Context, js jetstream.JetStream, state jetstream.Key
 	if err != nil || id == "" {
 		return nil, err
 	}
-	var resumed bool
-	r, err := store.Update(ctx, sync, id, func(r *Run) error {
-		resumed = false
-		if r.State != Paused {
-			return ErrSkip
-		}
-		r.State, r.PausedFrom = r.PausedFrom, ""
-		if r.State == Diffing {
-			// The diff stopped halfway (its differ died during the pause):
-			// start it again; a diff writes nothing it cannot rewrite.
-			r.State = Pending
-		}
-		r.Resumes++
-		resumed = true
-		return nil
-	})
+	r, resumed, err := store.Resume(ctx, sync, id)
 	if err != nil || !resumed {
 		return r, err
 	}
-	return r, reannounce(ctx, js, r)
+	return r, reannounce(ctx, b, r)
 }
 
 // reannounce hands a resumed run back to the stage that stopped: the
 // differ or the extractor, which acked their message when they paused.
 // Batches waiting in the streams need nothing: the transformer and delivery
 // left them there and pick them up again.
-func reannounce(ctx context.Context, js jetstream.JetStream, r *Run) error {
+func reannounce(ctx context.Context, b *bus.Bus, r *Run) error {
 	event := fmt.Sprintf("resume-%d", r.Resumes)
 	switch r.State {
 	case Pending, Diffing:
-		return Announce(ctx, js, bus.RunRequested(r.Sync), r.ID, r.Sync, "requested/"+event)
+		return Announce(ctx, b, bus.RunRequested(r.Sync), r.ID, r.Sync, "requested/"+event)
 	case Extracting:
-		return Announce(ctx, js, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed/"+event)
+		return Announce(ctx, b, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed/"+event)
 	}
 	return nil
 }
 
-// Cancel ends an active run without committing its snapshot: records it
-// delivered are sent again by the next run. Stages drop its remaining
-// batches.
-func Cancel(ctx context.Context, store *Store, id string) (*Run, error) {
-	r, err := store.Find(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if r.State.Terminal() {
-		return r, fmt.Errorf("run %s is already %s: %w", id, r.State, ErrNotActive)
-	}
-	return store.Update(ctx, r.Sync, id, func(r *Run) error {
-		if r.State.Terminal() {
-			return fmt.Errorf("run %s is already %s: %w", id, r.State, ErrNotActive)
-		}
-		if r.State == Committing {
-			// Everything has a final result and the snapshot is moving:
-			// stopping now would leave the destination ahead of it.
-			return fmt.Errorf("run %s is committing and can no longer be cancelled: %w", id, ErrNotActive)
-		}
-		r.State, r.Error, r.PausedFrom = Cancelled, "cancelled by request; the next run sends again what this one did not commit", ""
-		return nil
-	})
-}
-
 // Approve lets a run stopped by a safety check go on to extraction.
-func Approve(ctx context.Context, js jetstream.JetStream, store *Store, id string) (*Run, error) {
-	r, err := store.Find(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	r, err = store.Update(ctx, r.Sync, id, func(r *Run) error {
-		if r.State != AwaitingApproval {
-			return fmt.Errorf("run %s is %s, not awaiting approval: %w", id, r.State, ErrNotActive)
-		}
-		r.State, r.ApprovedAt = Extracting, time.Now().UTC()
-		return nil
-	})
+func Approve(ctx context.Context, b *bus.Bus, store *Store, id string) (*Run, error) {
+	r, err := store.Approve(ctx, id)
 	if err != nil {
 		return r, err
 	}
-	return r, Announce(ctx, js, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed/approved")
+	return r, Announce(ctx, b, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed/approved")
+}
+
+// rerunKey marks a sync that must run again as soon as its active run
+// ends: keys released by `ebb sync retry` while a run was active go with
+// that next run.
+func rerunKey(sync string) string { return "rerun." + sync }
+
+// RequestRerun asks the scheduler to start a run of sync once its active
+// run has ended.
+func RequestRerun(ctx context.Context, state jetstream.KeyValue, sync, trigger string) error {
+	if _, err := state.Put(ctx, rerunKey(sync), []byte(trigger)); err != nil {
+		return fmt.Errorf("requesting a run of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
+// RerunRequested reports whether a run of sync was requested.
+func RerunRequested(ctx context.Context, state jetstream.KeyValue, sync string) (bool, error) {
+	_, err := state.Get(ctx, rerunKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the run request of sync %q: %w", sync, err)
+	}
+	return true, nil
+}
+
+// TakeRerun reports whether a run of sync was requested, and with which
+// trigger, and clears the request.
+func TakeRerun(ctx context.Context, state jetstream.KeyValue, sync string) (string, bool, error) {
+	e, err := state.Get(ctx, rerunKey(sync))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading the run request of sync %q: %w", sync, err)
+	}
+	if err := state.Delete(ctx, rerunKey(sync), jetstream.LastRevision(e.Revision())); err != nil {
+		return "", false, nil // taken by another leader meanwhile, or renewed: next tick
+	}
+	return string(e.Value()), true, nil
 }

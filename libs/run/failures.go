@@ -17,7 +17,7 @@ import (
 // delivered or filtered ones, which are successes) to the
 // failures stream, where they stay queryable by run and from where the
 // commit learns which keys keep their old snapshot entry.
-func RecordFailures(ctx context.Context, js jetstream.JetStream, rb record.ResultBatch) error {
+func RecordFailures(ctx context.Context, b *bus.Bus, rb record.ResultBatch) error {
 	var failed []record.Result
 	for _, r := range rb.Results {
 		if r.Status == record.Failed || r.Status == record.Vanished {
@@ -27,13 +27,39 @@ func RecordFailures(ctx context.Context, js jetstream.JetStream, rb record.Resul
 	if len(failed) == 0 {
 		return nil
 	}
-	rb.Results = failed
-	data, err := json.Marshal(rb)
-	if err != nil {
-		return fmt.Errorf("encoding failures: %w", err)
-	}
 	id := record.MsgID(rb.Sync, rb.RunID, "failures", rb.Seq, rb.Partition)
-	return bus.Publish(ctx, js, bus.Failures(rb.Sync, rb.RunID), data, id)
+	return publishChunks(ctx, b, bus.Failures(rb.Sync, rb.RunID), id, failed, func(part []record.Result) any {
+		out := rb
+		out.Results = part
+		return out
+	})
+}
+
+// publishChunks publishes items as one message, or as several of at most
+// half the largest inline message each when one would not fit: the
+// failures and history streams are read as they are, with no payload
+// store behind them. Each chunk's id is id/<items left>, the same
+// whenever the same items are published again.
+func publishChunks[T any](ctx context.Context, b *bus.Bus, subject, id string, items []T, wrap func([]T) any) error {
+	for len(items) > 0 {
+		n := len(items)
+		var data []byte
+		for {
+			var err error
+			if data, err = json.Marshal(wrap(items[:n])); err != nil {
+				return fmt.Errorf("encoding %s: %w", subject, err)
+			}
+			if len(data) <= b.MaxInline()/2 || n == 1 {
+				break
+			}
+			n = max(n/2, 1)
+		}
+		if err := b.PublishWaiting(ctx, subject, data, fmt.Sprintf("%s/%d", id, len(items))); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
 }
 
 // ErrTooManyFailures is returned by Failures when a run has more failed

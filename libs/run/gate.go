@@ -17,8 +17,8 @@ const (
 	Go Decision = iota
 	// Hold: the run is paused; hand the batch back to be redelivered later.
 	Hold
-	// Drop: the run is over (cancelled, failed) or gone; ack the batch
-	// without handling it.
+	// Drop: the run is over (cancelled, failed, or draining towards
+	// either) or gone; ack the batch without handling it.
 	Drop
 )
 
@@ -69,7 +69,7 @@ func (g *Gate) CheckRun(ctx context.Context, sync, id string) (Decision, Flags, 
 
 func decide(e gateEntry) Decision {
 	switch {
-	case !e.found || e.state.Terminal():
+	case !e.found || e.state.Over():
 		return Drop
 	case e.state == Paused:
 		return Hold

@@ -37,7 +37,7 @@ type historyBatch struct {
 // RecordHistory keeps a result batch's outcomes in the history stream, for
 // lookups by key. Republishing the same batch is harmless: its message id
 // makes it once.
-func RecordHistory(ctx context.Context, js jetstream.JetStream, rb record.ResultBatch) error {
+func RecordHistory(ctx context.Context, b *bus.Bus, rb record.ResultBatch) error {
 	hb := historyBatch{RunID: rb.RunID, At: time.Now().UTC(), Events: make([]KeyEvent, len(rb.Results))}
 	for i, r := range rb.Results {
 		response := "ok"
@@ -47,12 +47,12 @@ func RecordHistory(ctx context.Context, js jetstream.JetStream, rb record.Result
 		hb.Events[i] = KeyEvent{Key: r.KeyEnc.String(), Op: string(r.Op), Status: string(r.Status),
 			Response: response, PayloadHash: r.PayloadHash}
 	}
-	data, err := json.Marshal(hb)
-	if err != nil {
-		return fmt.Errorf("encoding history: %w", err)
-	}
 	id := record.MsgID(rb.Sync, rb.RunID, "history", rb.Seq, rb.Partition)
-	return bus.Publish(ctx, js, bus.History(rb.Sync, rb.RunID), data, id)
+	return publishChunks(ctx, b, bus.History(rb.Sync, rb.RunID), id, hb.Events, func(part []KeyEvent) any {
+		out := hb
+		out.Events = part
+		return out
+	})
 }
 
 // KeyHistory returns the history of the record of sync whose key values,

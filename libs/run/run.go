@@ -28,10 +28,26 @@ const (
 	// AwaitingApproval: the diff tripped a safety stop (see config.Safety);
 	// nothing is sent until `ebb runs approve` or a cancel.
 	AwaitingApproval State = "awaiting_approval"
+	// Cancelling and Failing: the run was cancelled or failed while its
+	// records may be on their way to the destination. Every stage drops
+	// its batches, and the run keeps its sync's active slot until no
+	// delivery copy has a request of it in flight (see Drained): the next
+	// run never delivers while an older one still writes. Then it ends as
+	// Cancelled or Failed.
+	Cancelling State = "cancelling"
+	Failing    State = "failing"
 )
 
 // Terminal reports whether a run in state s is over.
 func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Cancelled }
+
+// Stopping reports whether a run in state s is draining towards its end:
+// nothing of it may be sent any more.
+func (s State) Stopping() bool { return s == Cancelling || s == Failing }
+
+// Over reports whether a run in state s sends nothing more: it ended or is
+// draining.
+func (s State) Over() bool { return s.Terminal() || s.Stopping() }
 
 // Planned counts the records a run's change set asks to send, by what the
 // differ found, after the sync's mode has filtered it.
@@ -61,8 +77,23 @@ type Run struct {
 	// PausedFrom is the state a paused run resumes in.
 	PausedFrom State `json:"paused_from,omitempty"`
 	// Resumes counts resumptions; it keeps their announcements distinct.
-	Resumes int    `json:"resumes,omitempty"`
-	Trigger string `json:"trigger"`
+	Resumes int `json:"resumes,omitempty"`
+	// Claim names the one worker that owns the run's current phase (a
+	// differ diffing, an extractor extracting), until its lease runs out.
+	// Any other worker handed the run meanwhile hands it back.
+	Claim *Claim `json:"claim,omitempty"`
+	// Claims counts the claims taken; each diff attempt names its objects
+	// with it, so an attempt that lost its claim never touches the
+	// winner's.
+	Claims int `json:"claims,omitempty"`
+	// StoppedAt is when a run was cancelled or failed while it could be
+	// delivering: its drain (see Cancelling) is measured from it.
+	StoppedAt time.Time `json:"stopped_at,omitzero"`
+	// DeletesDone records that every delete of a mirror run that also
+	// adds or changes records had its result before those were extracted:
+	// a run's deletes reach the destination before its other records.
+	DeletesDone bool   `json:"deletes_done,omitempty"`
+	Trigger     string `json:"trigger"`
 	// DryRun runs (ebb sync plan) go through every stage but delivery,
 	// which records what it would send instead, and commit nothing.
 	DryRun bool   `json:"dry_run,omitempty"`
@@ -87,11 +118,11 @@ type Run struct {
 	Extracted int64 `json:"extracted"`
 	// Fanout counts the records a transformation added by fanning a record
 	// out into several: their results are counted like any other, so
-	// Final subtracts them. The transformer adds a batch's count before it
-	// publishes the batch, so the run cannot look complete early;
-	// FanoutBatches marks the batches counted, against redelivery.
-	Fanout        int64  `json:"fanout,omitempty"`
-	FanoutBatches []byte `json:"fanout_batches,omitempty"`
+	// Final subtracts them. All the copies of a record travel in one
+	// batch and have their results in one result batch, where the copies
+	// after the first are marked Extra: reporting counts them with the
+	// results, so the run never looks complete while some are on their way.
+	Fanout int64 `json:"fanout,omitempty"`
 	// Retries counts requests delivery retried (transient failures, 429s).
 	Retries int64 `json:"retries,omitempty"`
 	// Entered is when the run first entered each state: the durations of
@@ -109,6 +140,12 @@ type Run struct {
 	// Snapshot objects: the model as diffed (the candidate) and the change set.
 	Candidate string `json:"candidate,omitempty"`
 	ChangeSet string `json:"change_set,omitempty"`
+	// DiffAttempt is the claim number of the diff whose objects the run
+	// uses (see snapshot.AttemptName).
+	DiffAttempt int `json:"diff_attempt,omitempty"`
+	// QuarantineSet names the object of the keys the diff left out as
+	// quarantined: the commit keeps their old snapshot entries.
+	QuarantineSet string `json:"quarantine_set,omitempty"`
 	// Partitions is the destination's partition count when the run started;
 	// with the batch sequence it numbers result batches for DoneBatches.
 	Partitions int `json:"partitions"`
@@ -125,21 +162,6 @@ type Run struct {
 
 // NewID returns a new run id: a ULID, so ids sort by creation time.
 func NewID() string { return ulid.Make().String() }
-
-// Advance moves the run from one state to the next, and reports whether it
-// did. A paused run stays paused but will resume in the next state, so a
-// stage finishing its work during a pause still records its progress.
-func (r *Run) Advance(from, to State) bool {
-	switch {
-	case r.State == from:
-		r.State = to
-	case r.State == Paused && r.PausedFrom == from:
-		r.PausedFrom = to
-	default:
-		return false
-	}
-	return true
-}
 
 // enter records when the run first entered state s.
 func (r *Run) enter(s State) {
@@ -183,6 +205,18 @@ type PhaseDuration struct {
 	Duration time.Duration
 }
 
+// Claim is a worker's hold on a run's phase.
+type Claim struct {
+	Owner string    `json:"owner"`
+	Phase State     `json:"phase"`
+	Until time.Time `json:"until"`
+}
+
+// heldByOther reports whether the claim is live and someone else's.
+func (c *Claim) heldByOther(owner string, now time.Time) bool {
+	return c != nil && c.Owner != owner && now.Before(c.Until)
+}
+
 // Phase is the pipeline state of the run, looking through a pause.
 func (r *Run) Phase() State {
 	if r.State == Paused {
@@ -203,10 +237,6 @@ func (r *Run) Final() int64 {
 
 // Filtered counts records the transformation dropped.
 func (r *Run) Filtered() int64 { return r.Adds.Filtered + r.Changes.Filtered + r.Deletes.Filtered }
-
-// MarkFanout records that the fan-out of extracted batch seq was counted.
-// It returns false if it already was.
-func (r *Run) MarkFanout(seq int) bool { return mark(&r.FanoutBatches, seq) }
 
 // FailedRecords counts records that failed for this run.
 func (r *Run) FailedRecords() int64 { return r.Adds.Failed + r.Changes.Failed + r.Deletes.Failed }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ebb-etl/ebb/libs/bus"
 )
 
@@ -18,16 +16,19 @@ type Event struct {
 
 // Start creates a pending run of a sync and asks the differ to begin it.
 // It fails with ErrActive when the sync already has an active run.
-func Start(ctx context.Context, js jetstream.JetStream, store *Store, sync, trigger string) (*Run, error) {
+func Start(ctx context.Context, b *bus.Bus, store *Store, sync, trigger string) (*Run, error) {
 	r, err := store.Create(ctx, sync, trigger)
 	if err != nil {
 		return nil, err
 	}
-	if err := Announce(ctx, js, bus.RunRequested(sync), r.ID, sync, "requested"); err != nil {
-		_, _ = store.Update(ctx, sync, r.ID, func(r *Run) error {
-			r.State, r.Error = Failed, err.Error()
-			return nil
-		})
+	return announceStart(ctx, b, store, r)
+}
+
+// announceStart asks the differ to begin a run just created; a run that
+// cannot be announced fails at once, freeing its sync.
+func announceStart(ctx context.Context, b *bus.Bus, store *Store, r *Run) (*Run, error) {
+	if err := Announce(ctx, b, bus.RunRequested(r.Sync), r.ID, r.Sync, "requested"); err != nil {
+		_, _ = store.Fail(ctx, r.Sync, r.ID, err.Error())
 		return nil, err
 	}
 	return r, nil
@@ -37,29 +38,18 @@ func Start(ctx context.Context, js jetstream.JetStream, store *Store, sync, trig
 // delivery, which records the payloads it would send (bus.Plan) instead of
 // sending them; nothing is committed. It holds the sync's active slot like
 // any run.
-func StartDryRun(ctx context.Context, js jetstream.JetStream, store *Store, sync string) (*Run, error) {
-	r, err := store.Create(ctx, sync, "plan")
+func StartDryRun(ctx context.Context, b *bus.Bus, store *Store, sync string) (*Run, error) {
+	r, err := store.CreateDryRun(ctx, sync)
 	if err != nil {
 		return nil, err
 	}
-	// Flagged before it is announced: no stage sees it unflagged.
-	if r, err = store.Update(ctx, sync, r.ID, func(r *Run) error { r.DryRun = true; return nil }); err != nil {
-		return nil, err
-	}
-	if err := Announce(ctx, js, bus.RunRequested(sync), r.ID, sync, "requested"); err != nil {
-		_, _ = store.Update(ctx, sync, r.ID, func(r *Run) error {
-			r.State, r.Error = Failed, err.Error()
-			return nil
-		})
-		return nil, err
-	}
-	return r, nil
+	return announceStart(ctx, b, store, r)
 }
 
 // Announce publishes a run event with the deterministic id run/<id>/<event>.
-func Announce(ctx context.Context, js jetstream.JetStream, subject, runID, sync, event string) error {
+func Announce(ctx context.Context, b *bus.Bus, subject, runID, sync, event string) error {
 	data, _ := json.Marshal(Event{RunID: runID, Sync: sync})
-	if err := bus.Publish(ctx, js, subject, data, "run/"+runID+"/"+event); err != nil {
+	if err := b.PublishWaiting(ctx, subject, data, "run/"+runID+"/"+event); err != nil {
 		return fmt.Errorf("announcing run %s %s: %w", runID, event, err)
 	}
 	return nil

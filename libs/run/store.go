@@ -55,7 +55,18 @@ func indexKey(sync, id string) string { return "index." + sync + "." + id }
 
 // Create claims the sync's active slot and stores a new pending run.
 func (s *Store) Create(ctx context.Context, sync, trigger string) (*Run, error) {
-	r := &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()}
+	return s.create(ctx, &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: trigger, CreatedAt: time.Now().UTC()})
+}
+
+// CreateDryRun is Create for a dry run (ebb sync plan). The run is a dry
+// run from its first write: a crash can never leave behind a run that
+// some stage takes for a real one.
+func (s *Store) CreateDryRun(ctx context.Context, sync string) (*Run, error) {
+	return s.create(ctx, &Run{ID: NewID(), Sync: sync, State: Pending, Trigger: "plan", DryRun: true, CreatedAt: time.Now().UTC()})
+}
+
+func (s *Store) create(ctx context.Context, r *Run) (*Run, error) {
+	sync := r.Sync
 	r.enter(Pending)
 	_, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
 	if errors.Is(err, jetstream.ErrKeyExists) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,3 +70,32 @@ func (p Pointer) InWarehouse() bool { return p.Engine == "warehouse" }
 // "committed" or "previous" (a warehouse snapshot copied for the local
 // engine).
 func ObjectName(sync, runID, kind string) string { return sync + "/" + runID + "/" + kind }
+
+// AttemptName names an object of one diff attempt of a run (the run's
+// claim count): an attempt that lost its claim writes and deletes only
+// its own objects, never the winner's.
+func AttemptName(sync, runID, kind string, attempt int) string {
+	return ObjectName(sync, runID, fmt.Sprintf("%s.%d", kind, attempt))
+}
+
+// DeleteRun deletes a run's objects except those named in keep (the
+// snapshot it committed).
+func DeleteRun(ctx context.Context, obs jetstream.ObjectStore, sync, runID string, keep ...string) error {
+	lister, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing the objects of run %s: %w", runID, err)
+	}
+	prefix := ObjectName(sync, runID, "")
+	for _, info := range lister {
+		if !strings.HasPrefix(info.Name, prefix) || slices.Contains(keep, info.Name) {
+			continue
+		}
+		if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return fmt.Errorf("deleting %s: %w", info.Name, err)
+		}
+	}
+	return nil
+}

@@ -69,9 +69,13 @@ func TestSlowReadOutlastsDefaultTimeout(t *testing.T) {
 	require.NoError(t, err)
 	obs, err := js.ObjectStore(ctx, bus.ObjectSnapshots)
 	require.NoError(t, err)
+	// Written with the usual timeout: only the read is under test, and a
+	// loaded machine can take more than 100 ms to acknowledge a chunk.
+	writeStore, err := ns.JS.ObjectStore(ctx, bus.ObjectSnapshots)
+	require.NoError(t, err)
 
 	const entries = 100_000 // several chunks, more than the pipe holds
-	w := snapshot.Create(ctx, obs, "s/r/slow", 2)
+	w := snapshot.Create(ctx, writeStore, "s/r/slow", 2)
 	for i := range entries {
 		require.NoError(t, w.Write(record.Key(fmt.Sprintf("key-%06d", i)), []byte{1, 2}))
 	}

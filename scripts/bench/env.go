@@ -123,7 +123,7 @@ func (e *natsEnv) apply(ctx context.Context, f config.File) error {
 
 // trigger starts a run of sync by hand, as `ebb sync run` does.
 func (e *natsEnv) trigger(ctx context.Context, sync string) (*run.Run, error) {
-	return run.Start(ctx, e.plane.JS, e.plane.Runs, sync, "manual")
+	return run.Start(ctx, e.plane.Bus, e.plane.Runs, sync, "manual")
 }
 
 // phases are when a run was first seen in each state, from its trigger.

@@ -35,7 +35,9 @@ const shutdownGrace = 10 * time.Second
 
 // Deps is what the admin API needs.
 type Deps struct {
-	JS      jetstream.JetStream
+	JS jetstream.JetStream
+	// Bus publishes run events; when nil, Run opens it on JS.
+	Bus     *bus.Bus
 	Configs *config.Store
 	Runs    *run.Store
 	// Quarantine tracks records that keep failing; when nil, Run opens it
@@ -74,6 +76,13 @@ func Run(ctx context.Context, d Deps) error {
 			return fmt.Errorf("admin API: opening state bucket: %w", err)
 		}
 		d.State = state
+	}
+	if d.Bus == nil && d.JS != nil {
+		b, err := bus.Open(ctx, d.JS)
+		if err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		d.Bus = b
 	}
 	if d.Quarantine == nil && d.State != nil {
 		d.Quarantine = quarantine.New(d.State)

@@ -346,5 +346,5 @@ func publishFailures(t *testing.T, env *admintest.Env, sync, runID string) {
 		{KeyEnc: record.AppendInt(nil, 43), Op: record.OpUpsert, Status: record.Delivered},
 		{KeyEnc: record.AppendString(record.AppendInt(nil, 7), "eu"), Op: record.OpDelete, Status: record.Failed, Error: "404"},
 	}}
-	require.NoError(t, run.RecordFailures(context.Background(), env.NATS.JS, rb))
+	require.NoError(t, run.RecordFailures(context.Background(), env.NATS.Bus, rb))
 }

@@ -6,7 +6,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/run"
 	adminv1 "github.com/ebb-etl/ebb/proto/ebb/admin/v1"
@@ -39,7 +38,7 @@ func (s *server) ResumeSync(ctx context.Context, req *adminv1.ResumeSyncRequest)
 	if _, err := s.d.Configs.Sync(ctx, name); err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := run.ResumeSync(ctx, s.d.JS, s.d.State, s.d.Runs, name)
+	r, err := run.ResumeSync(ctx, s.d.Bus, s.d.State, s.d.Runs, name)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -55,38 +54,24 @@ func (s *server) ResumeSync(ctx context.Context, req *adminv1.ResumeSyncRequest)
 
 // CancelRun implements AdminService.
 func (s *server) CancelRun(ctx context.Context, req *adminv1.CancelRunRequest) (*adminv1.CancelRunResponse, error) {
-	r, err := run.Cancel(ctx, s.d.Runs, req.GetRunId())
+	r, err := s.d.Runs.Cancel(ctx, req.GetRunId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Msg("run cancelled")
-	s.deleteRunObjects(ctx, r)
+	// A run that may have requests in flight is cancelling until they
+	// have ended; the scheduler then ends it and cleans up after it.
+	s.log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("state", string(r.State)).Msg("run cancelled")
 	return &adminv1.CancelRunResponse{Run: convert.RunToPB(r)}, nil
 }
 
 // ApproveRun implements AdminService.
 func (s *server) ApproveRun(ctx context.Context, req *adminv1.ApproveRunRequest) (*adminv1.ApproveRunResponse, error) {
-	r, err := run.Approve(ctx, s.d.JS, s.d.Runs, req.GetRunId())
+	r, err := run.Approve(ctx, s.d.Bus, s.d.Runs, req.GetRunId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	s.log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("safety_stop", r.SafetyStop).Msg("run approved")
 	return &adminv1.ApproveRunResponse{Run: convert.RunToPB(r)}, nil
-}
-
-// deleteRunObjects removes what a cancelled run's diff wrote: nothing will
-// commit or read it. (A run cancelled while diffing has none yet; its
-// differ deletes what it writes when it sees the cancellation.)
-func (s *server) deleteRunObjects(ctx context.Context, r *run.Run) {
-	store, err := s.d.JS.ObjectStore(ctx, bus.ObjectSnapshots)
-	if err != nil {
-		return
-	}
-	for _, name := range []string{r.Candidate, r.ChangeSet} {
-		if name != "" {
-			_ = store.Delete(ctx, name)
-		}
-	}
 }
 
 // refusePaused fails with FAILED_PRECONDITION when the sync is paused.

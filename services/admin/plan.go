@@ -31,7 +31,7 @@ func (s *server) PlanSync(req *adminv1.PlanSyncRequest, stream grpc.ServerStream
 	if _, err := s.d.Configs.Sync(ctx, name); err != nil {
 		return toStatus(err)
 	}
-	r, err := run.StartDryRun(ctx, s.d.JS, s.d.Runs, name)
+	r, err := run.StartDryRun(ctx, s.d.Bus, s.d.Runs, name)
 	if errors.Is(err, run.ErrActive) {
 		active, _ := s.d.Runs.ActiveID(ctx, name)
 		return status.Errorf(codes.FailedPrecondition, "sync %q has an active run (%s); plan it when it ends", name, active)
@@ -61,7 +61,7 @@ func (s *server) awaitRun(ctx context.Context, r *run.Run) (*run.Run, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			_, _ = run.Cancel(context.WithoutCancel(ctx), s.d.Runs, r.ID)
+			_, _ = s.d.Runs.Cancel(context.WithoutCancel(ctx), r.ID)
 			return nil, status.Error(codes.Canceled, "plan cancelled")
 		case <-t.C:
 		}
@@ -204,6 +204,9 @@ func readPlan(ctx context.Context, js jetstream.JetStream, r *run.Run, fn func(r
 			return toStatus(err)
 		}
 		for _, rec := range b.Records {
+			if !rec.Sendable() {
+				continue // decided before delivery: shown among the failures
+			}
 			if err := fn(rec); err != nil {
 				return err
 			}

@@ -29,7 +29,7 @@ func (s *server) TriggerRun(ctx context.Context, req *adminv1.TriggerRunRequest)
 	if err := s.refusePaused(ctx, name); err != nil {
 		return nil, err
 	}
-	r, err := run.Start(ctx, s.d.JS, s.d.Runs, name, "manual")
+	r, err := run.Start(ctx, s.d.Bus, s.d.Runs, name, "manual")
 	if errors.Is(err, run.ErrActive) {
 		active, _ := s.d.Runs.ActiveID(ctx, name)
 		return nil, status.Errorf(codes.FailedPrecondition, "sync %q already has an active run: %s", name, active)
@@ -131,10 +131,13 @@ func (s *server) RetryQuarantined(ctx context.Context, req *adminv1.RetryQuarant
 	if paused, err := run.SyncPaused(ctx, s.d.State, req.GetSync()); err != nil || paused {
 		return resp, toStatus(err) // released; they go with the first run after resume
 	}
-	r, err := run.Start(ctx, s.d.JS, s.d.Runs, req.GetSync(), "retry")
+	r, err := run.Start(ctx, s.d.Bus, s.d.Runs, req.GetSync(), "retry")
 	switch {
 	case errors.Is(err, run.ErrActive):
-		return resp, nil
+		// The active run diffed with these keys left out, and its commit
+		// keeps their old state: the run the scheduler starts once it
+		// ends sends them.
+		return resp, toStatus(run.RequestRerun(ctx, s.d.State, req.GetSync(), "retry"))
 	case err != nil:
 		return nil, toStatus(err)
 	}

@@ -2,38 +2,68 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/ebb-etl/ebb/libs/run"
 )
 
 // members counts the live delivery copies, so each can take its share of
-// every destination's rate limit. Each copy keeps a key in the state
-// bucket holding the time it expires, and renews it; a copy that dies
-// stops counting once its key expires.
+// every destination's rate limit, and reports the runs this copy has
+// requests in flight for, so a stopped run drains before its sync runs
+// again (run.Drained). Each copy keeps a key in the state bucket holding
+// a run.Member, and renews it every second; a copy that dies stops
+// counting once its key expires.
 type members struct {
 	state  jetstream.KeyValue
 	id     string
 	ttl    time.Duration
 	copies atomic.Int64
 	log    zerolog.Logger
-}
 
-const memberPrefix = "member.delivery."
+	mu       sync.Mutex
+	inflight map[string]int // requests in flight by run id
+}
 
 func newMembers(state jetstream.KeyValue, ttl time.Duration, log zerolog.Logger) *members {
 	host, _ := os.Hostname()
 	id := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(fmt.Sprintf("%s-%d-%s", host, os.Getpid(), ulid.Make()))
-	m := &members{state: state, id: id, ttl: ttl, log: log}
+	m := &members{state: state, id: id, ttl: ttl, log: log, inflight: map[string]int{}}
 	m.copies.Store(1)
 	return m
+}
+
+// begin registers a request of run in flight; end must follow.
+func (m *members) begin(runID string) {
+	m.mu.Lock()
+	m.inflight[runID]++
+	m.mu.Unlock()
+}
+
+func (m *members) end(runID string) {
+	m.mu.Lock()
+	if m.inflight[runID]--; m.inflight[runID] <= 0 {
+		delete(m.inflight, runID)
+	}
+	m.mu.Unlock()
+}
+
+func (m *members) runsInFlight() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	runs := make([]string, 0, len(m.inflight))
+	for id := range m.inflight {
+		runs = append(runs, id)
+	}
+	return runs
 }
 
 // run renews this copy's key and recounts the copies every second until
@@ -47,7 +77,7 @@ func (m *members) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			_ = m.state.Delete(context.WithoutCancel(ctx), memberPrefix+m.id)
+			_ = m.state.Delete(context.WithoutCancel(ctx), run.MemberPrefix+m.id)
 			return
 		case <-t.C:
 		}
@@ -55,34 +85,17 @@ func (m *members) run(ctx context.Context) {
 }
 
 func (m *members) beat(ctx context.Context) error {
-	until, _ := time.Now().Add(m.ttl).UTC().MarshalText()
-	if _, err := m.state.Put(ctx, memberPrefix+m.id, until); err != nil {
+	now := time.Now().UTC()
+	if _, err := run.PutMember(ctx, m.state, m.id, run.Member{Until: now.Add(m.ttl), At: now, Inflight: m.runsInFlight()}); err != nil {
 		return err
 	}
-	keys, err := m.state.ListKeysFiltered(ctx, memberPrefix+"*")
+	live, err := run.Members(ctx, m.state)
 	if err != nil {
 		return err
 	}
-	var live int64
-	for k := range keys.Keys() {
-		e, err := m.state.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		var exp time.Time
-		if exp.UnmarshalText(e.Value()) == nil && time.Now().Before(exp) {
-			live++
-			continue
-		}
-		// A copy that died without removing its key: drop it, by revision,
-		// so a copy renewing it at the same moment keeps it.
-		_ = m.state.Purge(ctx, k, jetstream.LastRevision(e.Revision()))
-	}
-	if prev := m.copies.Swap(max(live, 1)); prev != max(live, 1) {
-		m.log.Info().Int64("copies", max(live, 1)).Msg("delivery copies share the destinations' rate limits")
+	n := max(int64(len(live)), 1)
+	if prev := m.copies.Swap(n); prev != n {
+		m.log.Info().Int64("copies", n).Msg("delivery copies share the destinations' rate limits")
 	}
 	return nil
 }

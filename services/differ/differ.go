@@ -8,11 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/ebb-etl/ebb/libs/bus"
@@ -38,6 +39,10 @@ type Deps struct {
 	// with more keeps its previous snapshot whole, so the next run resends
 	// its whole change set: duplicates, never losses.
 	MaxFailedKeys int
+	// ClaimTTL is how long a differ's claim on a run lasts without
+	// renewal: after a crash, another copy diffs the run after it.
+	// Default 30s.
+	ClaimTTL time.Duration
 }
 
 type service struct{ Deps }
@@ -50,18 +55,21 @@ func Run(ctx context.Context, d Deps) error {
 	if d.MaxFailedKeys <= 0 {
 		d.MaxFailedKeys = 1_000_000
 	}
+	if d.ClaimTTL <= 0 {
+		d.ClaimTTL = 30 * time.Second
+	}
 	d.Log = d.Log.With().Str(logging.FieldService, "differ").Logger()
 	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamRuns, jetstream.ConsumerConfig{
 		Durable:        "differ",
 		FilterSubjects: []string{bus.RunRequested("*"), bus.RunDelivered("*")},
-		MaxAckPending:  64,
+		MaxAckPending:  1024,
 	})
 	if err != nil {
 		return err
 	}
 	s := &service{d}
 	go s.cleanAtStart(ctx)
-	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+	return d.Plane.Bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
@@ -79,7 +87,7 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	if r.State.Terminal() {
+	if r.State.Over() {
 		return nil
 	}
 	if strings.HasPrefix(msg.Subject(), "ebb.run.delivered.") {
@@ -90,19 +98,10 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 
 // endDryRun ends a dry run without touching the snapshot or quarantine.
 func (s *service) endDryRun(ctx context.Context, log zerolog.Logger, r *run.Run) error {
-	s.deleteRunObjects(ctx, r)
-	_, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State.Terminal() {
-			return run.ErrSkip
-		}
-		r.State = run.Succeeded
-		if n := r.FailedRecords(); n > 0 {
-			r.State = run.Failed
-			r.Error = fmt.Sprintf("%d of %d records would fail", n, r.Planned.Total())
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.Plane.ForgetRun(ctx, r.Sync, r.ID); err != nil {
+		return err
+	}
+	if _, err := s.Plane.Runs.Succeed(ctx, r.Sync, r.ID); err != nil {
 		return err
 	}
 	log.Info().Msg("dry run ended; nothing committed")
@@ -112,72 +111,79 @@ func (s *service) endDryRun(ctx context.Context, log zerolog.Logger, r *run.Run)
 	return nil
 }
 
-// deleteRunObjects removes a run's candidate snapshot and change set (its
-// warehouse tables are the janitor's).
-func (s *service) deleteRunObjects(ctx context.Context, r *run.Run) {
-	for _, obj := range []string{snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.ObjectName(r.Sync, r.ID, "changes"),
-		snapshot.ObjectName(r.Sync, r.ID, "previous")} {
-		_ = s.Plane.Snapshots.Delete(ctx, obj)
-	}
-}
-
 // fail ends a run with err; the snapshot is not moved.
 func (s *service) fail(ctx context.Context, log zerolog.Logger, r *run.Run, err error) error {
 	log.Error().Err(err).Msg("run failed")
-	_, uerr := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State.Terminal() {
-			return run.ErrSkip
-		}
-		r.State, r.Error = run.Failed, err.Error()
-		return nil
-	})
+	_, uerr := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, err.Error())
 	return uerr
 }
 
 // diff diffs a run; delivered counts the deliveries of its announcement,
 // so a transient warehouse failure is retried source.TransientAttempts
-// times before the run fails.
+// times before the run fails. One differ owns the diff (a claim in the
+// run); another handed the run meanwhile hands it back, and takes it over
+// only if the owner's lease runs out.
 func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, delivered uint64) error {
-	redelivered := delivered > 1
-	switch r.State {
-	case run.Extracting, run.Delivering:
-		// Diffed already; the announcement may have been lost in a crash.
-		return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
-	case run.Committing, run.Paused:
-		return nil // a resume announces the run again
-	}
-	claimed := false
-	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		// Only one differ diffs a run: the one that moves it out of
-		// pending, or, when that one died, the one its message is
-		// redelivered to. A second announcement of the run is ignored.
-		claimed = r.State == run.Pending || (r.State == run.Diffing && redelivered)
-		if !claimed {
-			return run.ErrSkip
-		}
-		r.State = run.Diffing
-		if r.StartedAt.IsZero() {
-			r.StartedAt = time.Now().UTC()
-		}
-		return nil
-	})
-	if err != nil || !claimed {
+	owner := ulid.Make().String()
+	r, err := s.Plane.Runs.Claim(ctx, r.Sync, r.ID, owner, run.Diffing, s.ClaimTTL)
+	switch {
+	case errors.Is(err, run.ErrClaimed):
+		return &bus.RetryError{Err: err, Delay: s.ClaimTTL / 3, Hold: true}
+	case errors.Is(err, run.ErrPhaseOver):
+		return s.afterDiff(ctx, r)
+	case err != nil:
 		return err
 	}
-	log.Info().Msg("diffing")
+	lctx, stop := s.Plane.Runs.KeepClaim(ctx, r.Sync, r.ID, owner, s.ClaimTTL)
+	defer stop()
+	log.Info().Int("attempt", r.Claims).Msg("diffing")
+	err = s.diffClaimed(lctx, log, r, owner, delivered)
+	if cause := context.Cause(lctx); lctx.Err() != nil && ctx.Err() == nil {
+		// The claim was lost or the run stopped: what this attempt wrote
+		// is its own, and nobody will read it.
+		log.Warn().Err(cause).Msg("diff abandoned")
+		s.deleteAttempt(context.WithoutCancel(ctx), r.Sync, r.ID, r.Claims)
+		return nil
+	}
+	return err
+}
+
+// afterDiff handles an announcement of a run that is past its diff: it may
+// have been lost in a crash, so it is made again.
+func (s *service) afterDiff(ctx context.Context, r *run.Run) error {
+	switch r.State {
+	case run.Extracting, run.Delivering:
+		return run.Announce(ctx, s.Plane.Bus, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+	}
+	return nil // committing, paused (a resume announces it again), awaiting approval, over
+}
+
+func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Run, owner string, delivered uint64) error {
 	plan, err := s.prepare(ctx, r)
 	if err != nil {
 		return s.fail(ctx, log, r, err)
 	}
-	engine, stats, err := s.computeDiff(ctx, log, plan, r)
+	// Read once: the commit keeps the old snapshot entries of exactly these
+	// keys, whatever `ebb sync retry` releases meanwhile.
+	skip, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
+	if err != nil {
+		return err
+	}
+	quarantined, err := s.saveQuarantined(ctx, r, skip)
+	if err != nil {
+		return err
+	}
+	engine, stats, err := s.computeDiff(ctx, log, plan, r, skip)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
+		s.deleteAttempt(ctx, r.Sync, r.ID, r.Claims)
 		var transient *source.TransientError
 		if errors.As(err, &transient) && delivered < source.TransientAttempts {
 			// Handed back: the redelivery diffs again from the start.
 			log.Warn().Err(err).Uint64("attempt", delivered).Msg("the warehouse failed transiently; the diff will be retried")
+			_, _ = s.Plane.Runs.Release(ctx, r.Sync, r.ID, owner)
 			return err
 		}
 		return s.fail(ctx, log, r, err)
@@ -190,12 +196,8 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	if stop != "" && !r.DryRun { // a dry run reports the stop it would trip
 		next = run.AwaitingApproval
 	}
-	advanced := false
-	r, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		// A run paused meanwhile stays paused, ready to extract on resume.
-		if advanced = r.Advance(run.Diffing, next); !advanced {
-			return run.ErrSkip
-		}
+	attempt := r.Claims
+	r, err = s.Plane.Runs.Advance(ctx, r.Sync, r.ID, owner, run.Diffing, next, func(r *run.Run) {
 		r.SafetyStop = stop
 		r.PreviousRows = prev.Rows
 		r.Spec = plan.sync
@@ -203,22 +205,25 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 		r.BatchSize = min(plan.delivery.BatchSize*plan.delivery.Partitions, 10_000)
 		r.ModelRows = stats.Rows
 		r.Quarantined = stats.Quarantined
+		r.QuarantineSet = quarantined
 		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
 		r.Engine = engine
 		r.Candidate = ""
 		if engine == engineLocal {
-			r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
+			r.Candidate = snapshot.AttemptName(r.Sync, r.ID, "snapshot", attempt)
 		}
-		r.ChangeSet = snapshot.ObjectName(r.Sync, r.ID, "changes")
-		return nil
+		r.ChangeSet = snapshot.AttemptName(r.Sync, r.ID, "changes", attempt)
+		r.DiffAttempt = attempt
 	})
+	if errors.Is(err, run.ErrPhaseOver) || errors.Is(err, run.ErrLostClaim) {
+		// Cancelled while diffing, or taken over: nothing will read what
+		// this attempt wrote.
+		log.Info().Err(err).Msg("diff not used")
+		s.deleteAttempt(ctx, r.Sync, r.ID, attempt)
+		return nil
+	}
 	if err != nil {
 		return err
-	}
-	if !advanced {
-		// Cancelled while diffing: nothing will read what the diff wrote.
-		s.deleteRunObjects(ctx, r)
-		return nil
 	}
 	log.Info().Str("engine", engine).Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
@@ -232,7 +237,37 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	if r.State == run.Paused {
 		return nil
 	}
-	return run.Announce(ctx, s.Plane.JS, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+	return run.Announce(ctx, s.Plane.Bus, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+}
+
+// deleteAttempt removes the objects a diff attempt wrote (its warehouse
+// tables are the janitor's).
+func (s *service) deleteAttempt(ctx context.Context, sync, runID string, attempt int) {
+	for _, kind := range []string{"snapshot", "changes", "previous", "quarantined"} {
+		_ = s.Plane.Snapshots.Delete(ctx, snapshot.AttemptName(sync, runID, kind, attempt))
+	}
+}
+
+// saveQuarantined writes the keys a run leaves out because they are
+// quarantined, and returns the object's name ("" for none).
+func (s *service) saveQuarantined(ctx context.Context, r *run.Run, skip map[string]bool) (string, error) {
+	if len(skip) == 0 {
+		return "", nil
+	}
+	keys := make([]record.Key, 0, len(skip))
+	for k := range skip {
+		keys = append(keys, record.Key(k))
+	}
+	slices.SortFunc(keys, record.Compare)
+	name := snapshot.AttemptName(r.Sync, r.ID, "quarantined", r.Claims)
+	w := snapshot.Create(ctx, s.Plane.Snapshots, name, snapshot.ChangesPayload)
+	for _, k := range keys {
+		if err := w.Write(k, []byte{0}); err != nil {
+			w.Abort(err)
+			return "", err
+		}
+	}
+	return name, w.Close()
 }
 
 // plan is what a run works from, read from the config store at its start.
@@ -263,56 +298,37 @@ func (s *service) prepare(ctx context.Context, r *run.Run) (plan, error) {
 // ends the run. Every step is idempotent, so a redelivered event or a crash
 // halfway is harmless.
 func (s *service) commit(ctx context.Context, log zerolog.Logger, r *run.Run) error {
-	committing := false
-	r, err := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		committing = r.State == run.Committing
-		if committing || r.State.Terminal() {
-			return run.ErrSkip // resuming a commit a crash cut short, or cancelled
-		}
-		if r.Final() < r.Planned.Total() {
-			return fmt.Errorf("run %s has %d of %d final results: not ready to commit", r.ID, r.Final(), r.Planned.Total())
-		}
-		// A run paused after its last record was delivered commits: that
-		// sends nothing, and the pause still holds the sync's schedule.
-		r.State, r.PausedFrom, committing = run.Committing, "", true
-		return nil
-	})
+	r, committing, err := s.Plane.Runs.BeginCommit(ctx, r.Sync, r.ID)
 	if err != nil || !committing {
 		return err
 	}
 	if r.DryRun {
 		return s.endDryRun(ctx, log, r)
 	}
-	ptr, rev, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
+	prev, rev, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {
 		return err
 	}
-	if ptr.RunID != r.ID {
-		if err := s.movePointer(ctx, log, r, ptr, rev); err != nil {
+	if prev.RunID != r.ID {
+		if err := s.movePointer(ctx, log, r, prev, rev); err != nil {
 			return err
 		}
 	}
 	if err := s.recordStreaks(ctx, log, r); err != nil {
 		return err
 	}
-	_ = s.Plane.Snapshots.Delete(ctx, r.ChangeSet)
-	_ = s.Plane.Snapshots.Delete(ctx, snapshot.ObjectName(r.Sync, r.ID, "previous"))
-	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if r.State.Terminal() {
-			return run.ErrSkip
-		}
-		r.State = run.Succeeded
-		if n := r.FailedRecords(); n > 0 {
-			r.State = run.Failed
-			r.Error = fmt.Sprintf("%d of %d records failed; the next run sends them again", n, r.Planned.Total())
-		}
-		return nil
-	})
+	committed, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {
 		return err
 	}
+	if err := s.Plane.ForgetRun(ctx, r.Sync, r.ID, committed.Object); err != nil {
+		log.Warn().Err(err).Msg("cleaning up after the run")
+	}
+	if _, err := s.Plane.Runs.Succeed(ctx, r.Sync, r.ID); err != nil {
+		return err
+	}
 	log.Info().Msg("run committed")
-	if r.Engine == engineWarehouse || ptr.InWarehouse() {
+	if r.Engine == engineWarehouse || prev.InWarehouse() {
 		// Now that the run is over, its change table and the snapshot it
 		// replaced are no one's.
 		s.clean(ctx, log, r.Spec.Source)
@@ -337,9 +353,9 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	if len(keep) > 0 {
 		prevObj := prev.Object
 		if prev.InWarehouse() {
-			prevObj = snapshot.ObjectName(r.Sync, r.ID, "previous") // the diff's copy of the table
+			prevObj = snapshot.AttemptName(r.Sync, r.ID, "previous", r.DiffAttempt) // the diff's copy of the table
 		}
-		next.Object = snapshot.ObjectName(r.Sync, r.ID, "committed")
+		next.Object = snapshot.AttemptName(r.Sync, r.ID, "committed", r.DiffAttempt)
 		if next.Rows, err = s.patch(ctx, prevObj, r.Candidate, next.Object, keep); err != nil {
 			return err
 		}
@@ -356,9 +372,11 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 }
 
 // failedKeys returns the keys whose snapshot entry must stay as it was:
-// records that did not reach the destination, and quarantined keys.
+// records that did not reach the destination, and the keys the run left
+// out because they were quarantined when it diffed (not those quarantined
+// now: a key released meanwhile was not sent either).
 func (s *service) failedKeys(ctx context.Context, r *run.Run) (map[string]bool, error) {
-	keep, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
+	keep, err := s.quarantinedAtDiff(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -415,4 +433,27 @@ func (s *service) patch(ctx context.Context, prevObj, candObj, outObj string, ke
 		return 0, err
 	}
 	return out.Count(), out.Close()
+}
+
+// quarantinedAtDiff reads the keys the run left out as quarantined.
+func (s *service) quarantinedAtDiff(ctx context.Context, r *run.Run) (map[string]bool, error) {
+	keep := map[string]bool{}
+	if r.QuarantineSet == "" {
+		return keep, nil
+	}
+	rd, err := snapshot.Open(ctx, s.Plane.Snapshots, r.QuarantineSet, snapshot.ChangesPayload)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	for {
+		ok, err := rd.Next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return keep, nil
+		}
+		keep[string(rd.Key())] = true
+	}
 }

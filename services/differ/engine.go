@@ -11,7 +11,6 @@ import (
 
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/diff"
-	"github.com/ebb-etl/ebb/libs/quarantine"
 	"github.com/ebb-etl/ebb/libs/run"
 	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/libs/source"
@@ -25,7 +24,7 @@ const (
 )
 
 // computeDiff diffs the model against the committed snapshot with the
-// sync's engine, writing the change set object and the candidate snapshot
+// sync's engine, leaving the keys in skip (quarantined) out, writing the change set object and the candidate snapshot
 // (an object for the local engine, a table for the warehouse engine). It
 // returns the engine used.
 //
@@ -33,7 +32,7 @@ const (
 // thrown away, so a switch never resends everything nor loses a delete:
 // the local engine copies the previous snapshot table into an object first,
 // the warehouse engine loads the previous object into a table.
-func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r *run.Run) (string, diff.Stats, error) {
+func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r *run.Run, skip map[string]bool) (string, diff.Stats, error) {
 	src, err := s.OpenSource(ctx, p.src)
 	if err != nil {
 		return "", diff.Stats{}, source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", p.src.Name, err))
@@ -44,10 +43,6 @@ func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r
 		return "", diff.Stats{}, source.MarkTransient(src, err)
 	}
 	ptr, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
-	if err != nil {
-		return "", diff.Stats{}, err
-	}
-	skip, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
 	if err != nil {
 		return "", diff.Stats{}, err
 	}
@@ -90,7 +85,7 @@ func chooseEngine(ctx context.Context, log zerolog.Logger, p plan, src source.So
 
 // changeSet starts writing the run's change set object.
 func (s *service) changeSet(ctx context.Context, r *run.Run) *snapshot.Writer {
-	return snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "changes"), snapshot.ChangesPayload)
+	return snapshot.Create(ctx, s.Plane.Snapshots, snapshot.AttemptName(r.Sync, r.ID, "changes", r.Claims), snapshot.ChangesPayload)
 }
 
 // diffLocally is the local engine: a merge of the model's keys and hashes
@@ -109,7 +104,7 @@ func (s *service) diffLocally(ctx context.Context, src source.Source, m source.M
 		return diff.Stats{}, err
 	}
 	defer prev.Close()
-	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.SnapshotPayload)
+	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.AttemptName(r.Sync, r.ID, "snapshot", r.Claims), snapshot.SnapshotPayload)
 	changes := s.changeSet(ctx, r)
 	stats, err := diff.ComputeSkipping(ctx, src, m, mode, skip, prev, next, changes)
 	if err != nil {
@@ -131,7 +126,7 @@ func (s *service) copyTable(ctx context.Context, src source.Source, ptr snapshot
 	if !ok {
 		return "", fmt.Errorf("the committed snapshot is table %s of the warehouse engine, which the source cannot read", ptr.Table)
 	}
-	name := snapshot.ObjectName(r.Sync, r.ID, "previous")
+	name := snapshot.AttemptName(r.Sync, r.ID, "previous", r.Claims)
 	out := snapshot.Create(ctx, s.Plane.Snapshots, name, snapshot.SnapshotPayload)
 	if err := warehouse.Export(ctx, w, ptr.Table, nkeys, out); err != nil {
 		out.Abort(err)

@@ -189,7 +189,7 @@ func demoRun(ctx context.Context, p *plane.Plane, out io.Writer, title string) (
 // demo that was interrupted.
 func startWhenIdle(ctx context.Context, p *plane.Plane, sync string) (*run.Run, error) {
 	for {
-		r, err := run.Start(ctx, p.JS, p.Runs, sync, "manual")
+		r, err := run.Start(ctx, p.Bus, p.Runs, sync, "manual")
 		if err == nil {
 			return r, nil
 		}

@@ -45,6 +45,10 @@ func newDevCmd(*globalFlags) *cobra.Command {
 			if once && !demo {
 				return fmt.Errorf("--once only applies with --demo")
 			}
+			limits, err := f.limits(1)
+			if err != nil {
+				return err
+			}
 			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(devMemoryLimit)
 			}
@@ -73,7 +77,7 @@ func newDevCmd(*globalFlags) *cobra.Command {
 			var httpAddr atomic.Value // set before any service starts
 			httpAddr.Store("off")
 			go func() {
-				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log, HTTP: f.http, Profile: f.profile, RunRetention: f.retain, HTTPReady: func(a string) { httpAddr.Store(a) },
+				nodeDone <- node.Run(nodeCtx, node.Options{JS: js, Log: log, Limits: limits, HTTP: f.http, Profile: f.profile, RunRetention: f.retain, HTTPReady: func(a string) { httpAddr.Store(a) },
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token, Ready: func(a string) { ready <- a }}})
 			}()
 			var adminAddr string

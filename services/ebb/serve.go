@@ -26,6 +26,7 @@ type serveFlags struct {
 	http     string
 	profile  bool
 	retain   time.Duration
+	limitFlags
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -39,6 +40,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.http, "http", envOr("EBB_HTTP_LISTEN", httpDefault(cmd.Name())),
 		"address of the HTTP server for /metrics, /healthz, /readyz and /ui/; empty turns it off (env EBB_HTTP_LISTEN)")
 	cmd.Flags().BoolVar(&f.profile, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --http address (keep that address private)")
+	f.limitFlags.register(cmd)
 }
 
 func newServeCmd(*globalFlags) *cobra.Command {
@@ -63,6 +65,10 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			limits, err := f.limits(replicas)
+			if err != nil {
+				return err
+			}
 			log := logging.Stderr(f.logLevel, f.pretty)
 			nc, js, err := bus.Connect(natsURL, "ebb-serve")
 			if err != nil {
@@ -72,7 +78,7 @@ func newServeCmd(*globalFlags) *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			return runBounded(ctx, f.shutdown, func(ctx context.Context) error {
-				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Replicas: replicas, HTTP: f.http, Profile: f.profile, RunRetention: f.retain,
+				return node.Run(ctx, node.Options{JS: js, Log: log, Services: names, Limits: limits, HTTP: f.http, Profile: f.profile, RunRetention: f.retain,
 					Admin: node.AdminOptions{Listen: f.listen, Token: f.token}})
 			})
 		},

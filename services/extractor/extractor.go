@@ -1,31 +1,38 @@
 // Package extractor is the service that reads the rows of a run's change set
-// from the warehouse and publishes them in batches. Batch i covers entries
-// [i*n, (i+1)*n) of the change set, so batches are the same however often a
-// run is resumed; each published batch is checkpointed, and a restart
-// resumes after the last checkpoint.
+// from the warehouse and publishes them in batches.
+//
+// A batch ends at the run's batch size or at a byte budget below the NATS
+// server's max payload, whichever comes first. Its boundary is saved in the
+// checkpoint before it is published, so a resumed extraction rebuilds
+// exactly the same batch (the same change-set entries, whatever the rows
+// hold by then) and its republish is a duplicate the stream drops.
+//
+// One extractor owns a run's extraction at a time (a claim in the run).
+// When the sync's buffer of record batches is full (its destination is
+// slow), the extractor hands the run back with a delay and serves other
+// runs meanwhile. A mirror run that deletes and also adds or changes
+// records publishes its deletes first and waits for their results, so a
+// delete and an add that reach the same destination record arrive in that
+// order.
 package extractor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/config"
-	"github.com/ebb-etl/ebb/libs/diff"
 	"github.com/ebb-etl/ebb/libs/logging"
-	"github.com/ebb-etl/ebb/libs/metrics"
 	"github.com/ebb-etl/ebb/libs/plane"
-	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
-	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/libs/source"
-	"github.com/ebb-etl/ebb/libs/warehouse"
 )
 
 // Deps is what the extractor needs.
@@ -35,6 +42,10 @@ type Deps struct {
 	OpenSource func(context.Context, config.Source) (source.Source, error)
 	// Workers is how many runs are extracted at once.
 	Workers int
+	// ClaimTTL is how long an extractor's claim on a run lasts without
+	// renewal: after a crash, another copy takes the run over after it.
+	// Default 30s.
+	ClaimTTL time.Duration
 }
 
 type service struct{ Deps }
@@ -44,18 +55,30 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Workers <= 0 {
 		d.Workers = 2
 	}
+	if d.ClaimTTL <= 0 {
+		d.ClaimTTL = 30 * time.Second
+	}
 	d.Log = d.Log.With().Str(logging.FieldService, "extractor").Logger()
 	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamRuns, jetstream.ConsumerConfig{
 		Durable:       "extractor",
 		FilterSubject: bus.RunDiffed("*"),
-		MaxAckPending: 64,
+		// Runs handed back while their buffer is full wait here without a
+		// worker: room for many of them keeps the others moving.
+		MaxAckPending: 4096,
 	})
 	if err != nil {
 		return err
 	}
 	s := &service{d}
-	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+	return d.Plane.Bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
+
+// Reasons to hand a run back, with how long it waits before it comes
+// back. The checkpoint is saved each time.
+var (
+	errBufferFull   = errors.New("the sync's buffer of record batches is full")
+	errDeletesFirst = errors.New("waiting for the run's deletes to reach the destination before its other records")
+)
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	var ev run.Event
@@ -64,44 +87,100 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	log := s.Log.With().Str(logging.FieldSync, ev.Sync).Str(logging.FieldRun, ev.RunID).Logger()
-	r, err := s.Plane.Runs.Get(ctx, ev.Sync, ev.RunID)
-	if errors.Is(err, run.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	owner := ulid.Make().String()
+	r, err := s.Plane.Runs.Claim(ctx, ev.Sync, ev.RunID, owner, run.Extracting, s.ClaimTTL)
+	switch {
+	case errors.Is(err, run.ErrNotFound), errors.Is(err, run.ErrPhaseOver):
+		return nil // extracted already, paused (a resume announces it again) or over
+	case errors.Is(err, run.ErrClaimed):
+		return &bus.RetryError{Err: err, Delay: s.ClaimTTL / 3, Hold: true}
+	case err != nil:
 		return err
 	}
-	if r.State != run.Extracting {
-		return nil // extracted already, or over
+	lctx, stop := s.Plane.Runs.KeepClaim(ctx, r.Sync, r.ID, owner, s.ClaimTTL)
+	if bus.Delivered(msg) > 1 {
+		err = s.awaitRoom(lctx, r)
 	}
-	err = s.extract(ctx, log, r)
-	if errors.Is(err, errStopped) {
+	if err == nil {
+		err = s.extract(lctx, log, r, owner)
+	}
+	stop()
+	if err != nil && !errors.Is(err, run.ErrLostClaim) {
+		s.release(ctx, r, owner)
+	}
+	return s.settle(ctx, log, msg, r, err)
+}
+
+// settle turns what extract returned into what the message gets: acked,
+// handed back with a delay, or the run failed.
+func (s *service) settle(ctx context.Context, log zerolog.Logger, msg jetstream.Msg, r *run.Run, err error) error {
+	var transient *source.TransientError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errStopped), errors.Is(err, run.ErrPhaseOver):
 		log.Info().Msg("extraction stopped at a batch boundary: the run is paused or over")
 		return nil // a resume announces the run again
-	}
-	if err == nil || ctx.Err() != nil {
+	case errors.Is(err, run.ErrLostClaim):
+		log.Warn().Msg("another extractor took the run over")
+		return nil
+	case errors.Is(err, errBufferFull):
+		return &bus.RetryError{Err: err, Delay: handBackDelay(msg), Hold: true}
+	case errors.Is(err, errDeletesFirst):
+		return &bus.RetryError{Err: err, Delay: time.Second, Hold: true}
+	case ctx.Err() != nil, errors.Is(err, errShuttingDown):
+		return err
+	case bus.IsPermanent(err):
+		log.Error().Err(err).Msg("extraction failed")
+		_, ferr := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, err.Error())
+		return ferr
+	case errors.As(err, &transient) && bus.Delivered(msg) < source.TransientAttempts:
+		// Handed back: the redelivery resumes from the checkpoint.
+		log.Warn().Err(err).Uint64("attempt", bus.Delivered(msg)).Msg("the warehouse failed transiently; extraction will be retried")
 		return err
 	}
 	var srcErr *sourceError
 	if errors.As(err, &srcErr) {
-		var transient *source.TransientError
-		if errors.As(err, &transient) && bus.Delivered(msg) < source.TransientAttempts {
-			// Handed back: the redelivery resumes from the checkpoint.
-			log.Warn().Err(err).Uint64("attempt", bus.Delivered(msg)).Msg("the warehouse failed transiently; extraction will be retried")
-			return err
-		}
 		// The warehouse refused: the run fails with its message.
 		log.Error().Err(err).Msg("extraction failed")
-		_, uerr := s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-			if r.State.Terminal() {
-				return run.ErrSkip
-			}
-			r.State, r.Error = run.Failed, err.Error()
-			return nil
-		})
-		return uerr
+		_, ferr := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, err.Error())
+		return ferr
 	}
-	return err
+	return err // NATS: handed back and retried
+}
+
+// handBackDelay grows with the times a run was handed back, from one to
+// five seconds: a run waiting on a slow destination costs a read of its
+// checkpoint every few seconds, nothing more.
+func handBackDelay(msg jetstream.Msg) time.Duration {
+	return min(time.Duration(bus.Delivered(msg))*time.Second, 5*time.Second)
+}
+
+// awaitRoom hands a run back again while its sync's buffer is more than
+// half full: a run handed back because its buffer was full resumes once a
+// good part of it has drained, not for every batch delivered, so a slow
+// destination costs the warehouse one more read of the model per half a
+// buffer, not per batch.
+func (s *service) awaitRoom(ctx context.Context, r *run.Run) error {
+	st, err := s.Plane.JS.Stream(ctx, bus.StreamRecords)
+	if err != nil {
+		return err
+	}
+	subject := bus.Records(r.Sync)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return err
+	}
+	if limit := info.Config.MaxMsgsPerSubject; limit > 0 && 2*int64(info.State.Subjects[subject]) > limit {
+		return errBufferFull
+	}
+	return nil
+}
+
+// release gives up owner's claim so the run's next announcement is taken
+// at once, not after the lease.
+func (s *service) release(ctx context.Context, r *run.Run, owner string) {
+	_, _ = s.Plane.Runs.Release(context.WithoutCancel(ctx), r.Sync, r.ID, owner)
 }
 
 // sourceError marks a failure of the warehouse, as opposed to one of NATS.
@@ -110,267 +189,98 @@ type sourceError struct{ err error }
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
 
-// checkpoint is the extractor's progress in a run, in the state bucket.
-type checkpoint struct {
-	NextSeq   int        `json:"next_seq"`
-	LastKey   record.Key `json:"last_key,omitempty"`
-	Extracted int64      `json:"extracted"`
-}
-
-func checkpointKey(runID string) string { return "checkpoint." + runID + ".extract" }
-
-func (s *service) loadCheckpoint(ctx context.Context, runID string) (checkpoint, error) {
-	var cp checkpoint
-	e, err := s.Plane.State.Get(ctx, checkpointKey(runID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return cp, nil
-	}
-	if err != nil {
-		return cp, fmt.Errorf("reading checkpoint: %w", err)
-	}
-	return cp, json.Unmarshal(e.Value(), &cp)
-}
-
-func (s *service) saveCheckpoint(ctx context.Context, runID string, cp checkpoint) error {
-	data, _ := json.Marshal(cp)
-	if _, err := s.Plane.State.Put(ctx, checkpointKey(runID), data); err != nil {
-		return fmt.Errorf("saving checkpoint: %w", err)
-	}
-	return nil
-}
-
-func (s *service) extract(ctx context.Context, log zerolog.Logger, r *run.Run) error {
+func (s *service) extract(ctx context.Context, log zerolog.Logger, r *run.Run, owner string) error {
 	cp, err := s.loadCheckpoint(ctx, r.ID)
 	if err != nil {
 		return err
 	}
-	srcCfg, err := s.Plane.Configs.Source(ctx, r.Spec.Source)
-	if err != nil {
-		return &sourceError{err}
-	}
-	src, err := s.OpenSource(ctx, srcCfg)
-	if err != nil {
-		return &sourceError{source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", srcCfg.Name, err))}
-	}
-	defer src.Close()
-	changes, err := snapshot.OpenLocal(ctx, s.Plane.Snapshots, r.ChangeSet, snapshot.ChangesPayload)
-	if err != nil {
-		return err
-	}
-	defer changes.Close()
-	if cp.NextSeq > 0 {
-		log.Info().Int("from_batch", cp.NextSeq).Msg("resuming extraction from checkpoint")
+	passes := passesOf(r)
+	if cp.Seq > 0 || cp.Pass > 0 {
+		log.Info().Int("from_batch", cp.Seq).Int("pass", cp.Pass).Msg("resuming extraction from checkpoint")
 	} else {
 		log.Info().Msg("extracting")
 	}
-	b := &batcher{svc: s, run: r, cp: cp, changes: changes}
-	if err := b.skipDone(); err != nil {
-		return err
-	}
-	if err := b.walk(ctx, src); err != nil {
-		return err
-	}
-	_, err = s.Plane.Runs.Update(ctx, r.Sync, r.ID, func(r *run.Run) error {
-		if !r.Advance(run.Extracting, run.Delivering) {
-			return run.ErrSkip
+	var src source.Source
+	defer func() {
+		if src != nil {
+			src.Close()
 		}
-		r.Batches = b.cp.NextSeq
-		r.Extracted = b.cp.Extracted
-		return nil
+	}()
+	for cp.Pass < len(passes) {
+		p := passes[cp.Pass]
+		if p.waitsForDeletes && !r.DeletesDone {
+			if err := s.awaitDeletes(ctx, r); err != nil {
+				return err
+			}
+		}
+		if p.readsRows && src == nil {
+			if src, err = s.openSource(ctx, r); err != nil {
+				return err
+			}
+		}
+		w := &walker{svc: s, run: r, cp: &cp, pass: p, budget: s.Plane.Bus.MaxInline() / 2}
+		if err := w.walk(ctx, src); err != nil {
+			return err
+		}
+		cp = checkpoint{Pass: cp.Pass + 1, Seq: cp.Seq, Extracted: cp.Extracted}
+		if cp.Pass < len(passes) {
+			if err := s.saveCheckpoint(ctx, r.ID, cp); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = s.Plane.Runs.Advance(ctx, r.Sync, r.ID, owner, run.Extracting, run.Delivering, func(r *run.Run) {
+		r.Batches = cp.Seq
+		r.Extracted = cp.Extracted
 	})
-	if err == nil {
-		_ = s.Plane.State.Delete(ctx, checkpointKey(r.ID))
-		log.Info().Int("batches", b.cp.NextSeq).Int64("records", b.cp.Extracted).Msg("extracted")
-	}
-	return err
-}
-
-// batcher walks the change set in order, pairing entries with model rows.
-type batcher struct {
-	svc     *service
-	run     *run.Run
-	cp      checkpoint
-	changes *snapshot.Reader
-
-	has     bool // changes is on an entry not yet handled
-	inBatch int  // entries of the current batch handled so far
-	records []record.Record
-	missing []record.Result // planned rows no longer in the model
-	lastKey record.Key
-}
-
-// next advances the change set.
-func (b *batcher) next() error {
-	var err error
-	b.has, err = b.changes.Next()
-	return err
-}
-
-// skipDone moves past the entries of batches already published.
-func (b *batcher) skipDone() error {
-	if err := b.next(); err != nil {
-		return err
-	}
-	for i := 0; b.has && i < b.cp.NextSeq*b.run.BatchSize; i++ {
-		if err := b.next(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-var errDone = errors.New("change set exhausted")
-
-func (b *batcher) walk(ctx context.Context, src source.Source) error {
-	if b.has && b.needsRows() {
-		err := b.scan(ctx, src, func(key record.Key, row map[string]any) error {
-			return b.row(ctx, key, row)
-		})
-		if err != nil && !errors.Is(err, errDone) {
-			var pubErr *publishError
-			if errors.As(err, &pubErr) {
-				return pubErr.err
-			}
-			return &sourceError{source.MarkTransient(src, fmt.Errorf("reading rows: %w", err))}
-		}
-	}
-	// Whatever is left has no row: deletes, or rows gone since the diff.
-	for b.has {
-		if err := b.entry(ctx, nil); err != nil {
-			return err
-		}
-	}
-	return b.flush(ctx)
-}
-
-// scan reads the model's rows after the checkpoint, in key order. A run
-// of the warehouse engine reads only the changed rows: the model joined
-// with the run's change table, so unchanged rows never leave the
-// warehouse.
-func (b *batcher) scan(ctx context.Context, src source.Source, fn source.RowFunc) error {
-	model := source.Model{SQL: b.run.Spec.Model.SQL, PrimaryKey: b.run.Spec.Model.PrimaryKey}
-	if b.run.Engine != string(config.EngineWarehouse) {
-		return src.ScanRows(ctx, model, b.cp.LastKey, fn)
-	}
-	w, ok := src.(source.Warehouse)
-	if !ok {
-		return fmt.Errorf("the run diffed with the warehouse engine, which source %q does not have", b.run.Spec.Source)
-	}
-	tag, err := warehouse.Tag(ctx, b.svc.Plane.State)
 	if err != nil {
 		return err
 	}
-	changes := warehouse.RunTables(tag, b.run.Sync, b.run.ID).Changes
-	joined, err := w.ChangedModel(ctx, model, changes)
+	_ = s.Plane.State.Delete(ctx, checkpointKey(r.ID))
+	log.Info().Int("batches", cp.Seq).Int64("records", cp.Extracted).Msg("extracted")
+	return nil
+}
+
+func (s *service) openSource(ctx context.Context, r *run.Run) (source.Source, error) {
+	srcCfg, err := s.Plane.Configs.Source(ctx, r.Spec.Source)
 	if err != nil {
-		return err
+		return nil, &sourceError{err}
 	}
-	return w.ScanRows(ctx, joined, b.cp.LastKey, fn)
+	src, err := s.OpenSource(ctx, srcCfg)
+	if err != nil {
+		return nil, &sourceError{source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", srcCfg.Name, err))}
+	}
+	return src, nil
 }
 
-// needsRows reports whether any change needs a model row. A mirror run with
-// only deletes skips reading the model.
-func (b *batcher) needsRows() bool {
-	return b.run.Planned.Adds+b.run.Planned.Changes > 0
-}
-
-// publishError marks a failure to publish, inside a row callback.
-type publishError struct{ err error }
-
-func (e *publishError) Error() string { return e.err.Error() }
-
-// row handles one model row: entries before it have no row; an entry with
-// its key gets it.
-func (b *batcher) row(ctx context.Context, key record.Key, row map[string]any) error {
-	for b.has && record.Compare(b.changes.Key(), key) < 0 {
-		if err := b.entry(ctx, nil); err != nil {
-			return &publishError{err}
-		}
-	}
-	if !b.has {
-		return errDone
-	}
-	if record.Compare(b.changes.Key(), key) == 0 {
-		if err := b.entry(ctx, row); err != nil {
-			return &publishError{err}
-		}
-	}
-	return nil
-}
-
-// entry handles the current change-set entry, with its row (nil if none).
-func (b *batcher) entry(ctx context.Context, row map[string]any) error {
-	key := record.Key(bytes.Clone(b.changes.Key()))
-	change := record.Change(b.changes.Value()[0])
-	op := diff.Op(b.run.Spec.Mode, change)
-	switch {
-	case change == record.Deleted:
-		obj, err := key.Object(b.run.Spec.Model.PrimaryKey)
+// awaitDeletes waits for every delete of the run to have its result, for
+// a few seconds; past that, the run is handed back and checked again
+// later, so a slow destination does not hold this worker.
+func (s *service) awaitDeletes(ctx context.Context, r *run.Run) error {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		cur, err := s.Plane.Runs.Get(ctx, r.Sync, r.ID)
 		if err != nil {
 			return err
 		}
-		b.records = append(b.records, record.Record{Op: op, Change: change, KeyEnc: key, Key: obj})
-	case row == nil:
-		b.missing = append(b.missing, record.Result{KeyEnc: key, Op: op, Change: change, Status: record.Vanished,
-			Error: "row left the model between diff and extraction; the next run decides again"})
-	default:
-		obj, err := key.Object(b.run.Spec.Model.PrimaryKey)
-		if err != nil {
+		if cur.State.Over() || cur.State == run.Paused {
+			return errStopped
+		}
+		d := cur.Deletes
+		if d.Delivered+d.Failed+d.Vanished+d.Filtered >= cur.Planned.Deletes {
+			_, err := s.Plane.Runs.MarkDeletesDone(ctx, r.Sync, r.ID)
+			r.DeletesDone = err == nil
 			return err
 		}
-		for _, c := range b.run.Spec.Model.PrimaryKey {
-			if v, ok := row[c]; ok {
-				obj[c] = v // the typed value, not the text the key was ordered by
-			}
+		if time.Now().After(deadline) {
+			return errDeletesFirst
 		}
-		b.records = append(b.records, record.Record{Op: op, Change: change, KeyEnc: key, Key: obj, Data: row})
-	}
-	b.lastKey = key
-	b.inBatch++
-	if err := b.next(); err != nil {
-		return err
-	}
-	if b.inBatch == b.run.BatchSize {
-		return b.flush(ctx)
-	}
-	return nil
-}
-
-// flush publishes the current batch and checkpoints it.
-func (b *batcher) flush(ctx context.Context) error {
-	if b.inBatch == 0 {
-		return nil
-	}
-	seq := b.cp.NextSeq
-	js := b.svc.Plane.JS
-	if len(b.records) > 0 {
-		data, err := json.Marshal(record.Batch{Sync: b.run.Sync, RunID: b.run.ID, Seq: seq, Records: b.records})
-		if err != nil {
-			return fmt.Errorf("encoding batch %d: %w", seq, err)
-		}
-		id := record.MsgID(b.run.Sync, b.run.ID, "extract", seq, 0)
-		if err := bus.Publish(ctx, js, bus.Records(b.run.Sync), data, id); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if len(b.missing) > 0 {
-		rb := record.ResultBatch{Sync: b.run.Sync, RunID: b.run.ID, Seq: seq, Partition: record.ExtractorSlot(b.run.Partitions), Results: b.missing}
-		data, _ := json.Marshal(rb)
-		id := record.MsgID(b.run.Sync, b.run.ID, "results", seq, record.ExtractorSlot(b.run.Partitions))
-		if err := bus.Publish(ctx, js, bus.Results(b.run.Sync), data, id); err != nil {
-			return err
-		}
-	}
-	metrics.Records.WithLabelValues("extracted", b.run.Sync, "ok").Add(float64(len(b.records)))
-	metrics.Records.WithLabelValues("extracted", b.run.Sync, "vanished").Add(float64(len(b.missing)))
-	b.cp.NextSeq++
-	b.cp.Extracted += int64(len(b.records))
-	b.cp.LastKey = b.lastKey
-	if err := b.svc.saveCheckpoint(ctx, b.run.ID, b.cp); err != nil {
-		return err
-	}
-	b.records, b.missing, b.inBatch = nil, nil, 0
-	return b.checkActive(ctx)
 }
 
 // errShuttingDown hands the run back at a batch boundary when this copy
@@ -386,15 +296,18 @@ var errStopped = errors.New("run paused or over")
 // checkActive reads the run's state after each batch: one read per batch
 // of thousands of records is cheap, and a pause stops extraction within a
 // batch.
-func (b *batcher) checkActive(ctx context.Context) error {
+func (s *service) checkActive(ctx context.Context, r *run.Run) error {
 	if bus.Stopping(ctx) {
 		return errShuttingDown
 	}
-	r, err := b.svc.Plane.Runs.Get(ctx, b.run.Sync, b.run.ID)
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+		return err // the claim was lost, or the run stopped
+	}
+	cur, err := s.Plane.Runs.Get(ctx, r.Sync, r.ID)
 	if err != nil {
 		return err
 	}
-	if r.State != run.Extracting {
+	if cur.State != run.Extracting {
 		return errStopped
 	}
 	return nil

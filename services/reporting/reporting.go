@@ -55,7 +55,7 @@ func Run(ctx context.Context, d Deps) error {
 	alerts := &alerter{plane: d.Plane, log: d.Log, client: &http.Client{Timeout: 10 * time.Second}, slowEvery: d.SlowRunCheck}
 	alertsDone := make(chan error, 1)
 	go func() { alertsDone <- alerts.run(ctx) }()
-	err = bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+	err = d.Plane.Bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 	if aerr := <-alertsDone; err == nil && ctx.Err() == nil {
 		err = aerr
 	}
@@ -63,57 +63,36 @@ func Run(ctx context.Context, d Deps) error {
 }
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
+	body, err := s.Plane.Bus.Body(ctx, msg)
+	if err != nil {
+		return err
+	}
 	var rb record.ResultBatch
-	if err := json.Unmarshal(msg.Data(), &rb); err != nil {
+	if err := json.Unmarshal(body, &rb); err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed result batch")
 		return nil
 	}
-	if err := run.RecordFailures(ctx, s.Plane.JS, rb); err != nil {
+	if err := run.RecordFailures(ctx, s.Plane.Bus, rb); err != nil {
 		return err
 	}
-	if err := run.RecordHistory(ctx, s.Plane.JS, rb); err != nil {
+	if err := run.RecordHistory(ctx, s.Plane.Bus, rb); err != nil {
 		return err
 	}
-	r, err := s.Plane.Runs.Update(ctx, rb.Sync, rb.RunID, func(r *run.Run) error {
-		if r.State.Terminal() || !r.MarkBatch(record.ResultIndex(rb.Seq, rb.Partition, r.Partitions)) {
-			return run.ErrSkip
-		}
-		count(r, rb.Results)
-		r.Retries += int64(rb.Retries)
-		return nil
-	})
+	r, err := s.Plane.Runs.Get(ctx, rb.Sync, rb.RunID)
 	if errors.Is(err, run.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !r.State.Terminal() && r.Final() >= r.Planned.Total() {
+	index := record.ResultIndex(rb.Seq, rb.Partition, r.Partitions)
+	r, _, err = s.Plane.Runs.CountResults(ctx, rb.Sync, rb.RunID, index, rb.Results, rb.Retries)
+	if err != nil {
+		return err
+	}
+	if !r.State.Over() && r.Final() >= r.Planned.Total() {
 		// Announced again on every redelivery: the message id makes it once.
-		return run.Announce(ctx, s.Plane.JS, bus.RunDelivered(r.Sync), r.ID, r.Sync, "delivered")
+		return run.Announce(ctx, s.Plane.Bus, bus.RunDelivered(r.Sync), r.ID, r.Sync, "delivered")
 	}
 	return nil
-}
-
-// count adds results to the run's outcome counts, by what the differ found.
-func count(r *run.Run, results []record.Result) {
-	for _, res := range results {
-		o := &r.Changes
-		switch res.Change {
-		case record.Added:
-			o = &r.Adds
-		case record.Deleted:
-			o = &r.Deletes
-		}
-		switch res.Status {
-		case record.Delivered:
-			o.Delivered++
-		case record.Vanished:
-			o.Vanished++
-		case record.Filtered:
-			o.Filtered++
-		default:
-			o.Failed++
-		}
-	}
 }

@@ -3,30 +3,79 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ebb-etl/ebb/libs/bus"
+	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/run"
 )
 
-// recoverActive repairs what a crash in run.Start can leave behind: an
-// active slot whose run was never written, and a pending run whose
-// announcement was never published. Both would block the sync for good;
-// after StaleAfter the leader assumes the crash and repairs them.
-func (s *service) recoverActive(ctx context.Context, sync string) error {
-	id, err := s.Plane.Runs.ActiveID(ctx, sync)
+// tendActive looks after a sync's active run each tick:
+//   - it repairs what a crash in run.Start can leave behind: an active slot
+//     whose run was never written, and a pending run whose announcement
+//     was never published (after StaleAfter the leader assumes the crash);
+//   - it fails a run older than the sync's max_run_duration;
+//   - it ends a cancelled or failed run once its requests in flight have
+//     drained (run.Drained), which frees the sync for its next run.
+func (s *service) tendActive(ctx context.Context, sync config.Sync) error {
+	id, err := s.Plane.Runs.ActiveID(ctx, sync.Name)
 	if err != nil || id == "" {
 		return err
 	}
-	r, err := s.Plane.Runs.Get(ctx, sync, id)
+	r, err := s.Plane.Runs.Get(ctx, sync.Name, id)
 	if errors.Is(err, run.ErrNotFound) {
-		return s.Plane.Runs.ReleaseOrphan(ctx, sync, id, s.StaleAfter)
+		return s.Plane.Runs.ReleaseOrphan(ctx, sync.Name, id, s.StaleAfter)
 	}
-	if err != nil || r.State != run.Pending || time.Since(r.CreatedAt) < s.StaleAfter {
+	if err != nil {
 		return err
 	}
-	s.Log.Warn().Str(logging.FieldSync, sync).Str(logging.FieldRun, id).Msg("run pending for too long; announcing it again")
-	// The same id every time: the stream's duplicate window keeps repeats out.
-	return run.Announce(ctx, s.Plane.JS, bus.RunRequested(sync), id, sync, "requested/recovered")
+	limit := sync.RunLimit()
+	if r.Spec.Name != "" {
+		limit = r.Spec.RunLimit() // the sync as the run started
+	}
+	switch {
+	case r.State.Stopping():
+		return s.finishDrained(ctx, r)
+	case time.Since(r.CreatedAt) > limit:
+		return s.expire(ctx, r, limit)
+	case r.State == run.Pending && time.Since(r.CreatedAt) >= s.StaleAfter:
+		s.Log.Warn().Str(logging.FieldSync, sync.Name).Str(logging.FieldRun, id).Msg("run pending for too long; announcing it again")
+		// The same id every time: the stream's duplicate window keeps repeats out.
+		return run.Announce(ctx, s.Plane.Bus, bus.RunRequested(sync.Name), id, sync.Name, "requested/recovered")
+	}
+	return nil
+}
+
+// expire fails a run that ran longer than its sync allows.
+func (s *service) expire(ctx context.Context, r *run.Run, limit time.Duration) error {
+	reason := fmt.Sprintf("the run lasted longer than the sync's max_run_duration (%s) and was stopped; the next run sends again what it did not commit", limit)
+	s.Log.Warn().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Dur("limit", limit).Msg("failing a run that ran too long")
+	_, err := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, reason)
+	return err
+}
+
+// finishDrained ends a cancelled or failed run once none of its requests
+// is in flight.
+func (s *service) finishDrained(ctx context.Context, r *run.Run) error {
+	timeout := config.DefaultTimeout
+	if dest, err := s.Plane.Configs.Destination(ctx, r.Spec.Destination); err == nil {
+		if o, err := dest.Delivery(); err == nil {
+			timeout = o.Timeout
+		}
+	}
+	drained, err := run.Drained(ctx, s.Plane.State, r, timeout)
+	if err != nil || !drained {
+		return err
+	}
+	if err := s.Plane.ForgetRun(ctx, r.Sync, r.ID); err != nil {
+		return err
+	}
+	r, err = s.Plane.Runs.Finish(ctx, r.Sync, r.ID)
+	if err == nil {
+		s.Log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("state", string(r.State)).
+			Msg("run drained: no request of it is in flight; the sync may run again")
+	}
+	return err
 }

@@ -47,7 +47,7 @@ func TestPausedSyncIsNotScheduled(t *testing.T) {
 		require.NoError(t, err)
 		return len(runs) > 0
 	}, 3*time.Second, 100*time.Millisecond, "a paused sync was scheduled")
-	_, err = run.ResumeSync(ctx, p.JS, p.State, p.Runs, "every")
+	_, err = run.ResumeSync(ctx, p.Bus, p.State, p.Runs, "every")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		runs, err := p.Runs.List(ctx, "every", 0)
@@ -88,7 +88,7 @@ func TestOrphanedActiveSlotIsReleased(t *testing.T) {
 	require.NoError(t, err)
 	_, err = runs.Create(ctx, "active.s", []byte("01NOSUCHRUN"))
 	require.NoError(t, err)
-	_, err = run.Start(ctx, p.JS, p.Runs, "s", "manual")
+	_, err = run.Start(ctx, p.Bus, p.Runs, "s", "manual")
 	require.ErrorIs(t, err, run.ErrActive)
 	startScheduler(t, ns, p, scheduler.Deps{ID: "a", StaleAfter: 500 * time.Millisecond})
 
@@ -97,7 +97,7 @@ func TestOrphanedActiveSlotIsReleased(t *testing.T) {
 		require.NoError(t, err)
 		return id == ""
 	}, 10*time.Second, 50*time.Millisecond)
-	_, err = run.Start(ctx, p.JS, p.Runs, "s", "manual")
+	_, err = run.Start(ctx, p.Bus, p.Runs, "s", "manual")
 	require.NoError(t, err)
 }
 

@@ -178,8 +178,13 @@ func (s *service) fire(ctx context.Context) error {
 		if time.Now().After(s.leaseUntil) {
 			return nil // the lease may have passed to another copy
 		}
-		if err := s.recoverActive(ctx, sync.Name); err != nil {
+		if err := s.tendActive(ctx, sync); err != nil {
 			s.Log.Warn().Err(err).Str(logging.FieldSync, sync.Name).Msg("checking active run")
+		}
+		if err := s.startRequested(ctx, sync.Name); errors.Is(err, errNotLeader) {
+			return nil
+		} else if err != nil {
+			s.Log.Warn().Err(err).Str(logging.FieldSync, sync.Name).Msg("starting requested run")
 		}
 		err := s.fireOne(ctx, sync)
 		if errors.Is(err, errNotLeader) {
@@ -219,7 +224,7 @@ func (s *service) fireOne(ctx context.Context, sync config.Sync) error {
 	if err := s.fence(ctx); err != nil {
 		return err
 	}
-	r, err := run.Start(ctx, s.Plane.JS, s.Plane.Runs, sync.Name, "schedule")
+	r, err := run.Start(ctx, s.Plane.Bus, s.Plane.Runs, sync.Name, "schedule")
 	switch {
 	case errors.Is(err, run.ErrActive):
 		s.Log.Info().Str(logging.FieldSync, sync.Name).Msg("skipping scheduled run: the previous run is still active")
@@ -229,6 +234,36 @@ func (s *service) fireOne(ctx context.Context, sync config.Sync) error {
 		s.Log.Info().Str(logging.FieldSync, sync.Name).Str(logging.FieldRun, r.ID).Msg("started scheduled run")
 	}
 	return s.saveSchedule(ctx, sync.Name, scheduleState{Last: now})
+}
+
+// startRequested starts the run a sync was asked for while it was busy
+// (run.RequestRerun), once it is free and not paused.
+func (s *service) startRequested(ctx context.Context, sync string) error {
+	if id, err := s.Plane.Runs.ActiveID(ctx, sync); err != nil || id != "" {
+		return err
+	}
+	if requested, err := run.RerunRequested(ctx, s.Plane.State, sync); err != nil || !requested {
+		return err
+	}
+	if paused, err := run.SyncPaused(ctx, s.Plane.State, sync); err != nil || paused {
+		return err
+	}
+	if err := s.fence(ctx); err != nil {
+		return err
+	}
+	trigger, ok, err := run.TakeRerun(ctx, s.Plane.State, sync)
+	if err != nil || !ok {
+		return err
+	}
+	r, err := run.Start(ctx, s.Plane.Bus, s.Plane.Runs, sync, trigger)
+	if errors.Is(err, run.ErrActive) {
+		return run.RequestRerun(ctx, s.Plane.State, sync, trigger) // someone started one meanwhile: after it
+	}
+	if err != nil {
+		return err
+	}
+	s.Log.Info().Str(logging.FieldSync, sync).Str(logging.FieldRun, r.ID).Str("trigger", trigger).Msg("started requested run")
+	return nil
 }
 
 func (s *service) saveSchedule(ctx context.Context, sync string, st scheduleState) error {

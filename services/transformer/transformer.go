@@ -43,6 +43,8 @@ type service struct {
 	code map[string]*transform.Transformation
 	// debug sends the transformation's log() lines to the live debugger.
 	debug *debug.Publisher
+	// full remembers the lanes that refused a batch lately.
+	full *fullLanes
 }
 
 // runPlan is what the transformer needs of a run, read once.
@@ -62,7 +64,10 @@ func Run(ctx context.Context, d Deps) error {
 	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamRecords, jetstream.ConsumerConfig{
 		Durable:       "transformer",
 		FilterSubject: bus.Records("*"),
-		MaxAckPending: d.Workers * 4,
+		// Batches handed back while their lane is full wait here without
+		// a worker (at most the sync buffer of each sync): room for many
+		// keeps every other sync's batches coming.
+		MaxAckPending: 4096,
 	})
 	if err != nil {
 		return err
@@ -72,8 +77,8 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	s := &service{Deps: d, gate: run.NewGate(d.Plane.Runs, time.Second), plans: map[string]*runPlan{},
-		code: map[string]*transform.Transformation{}, debug: pub}
-	return bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
+		code: map[string]*transform.Transformation{}, debug: pub, full: newFullLanes()}
+	return d.Plane.Bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
 // Partition picks a key's lane.
@@ -119,8 +124,12 @@ func (s *service) plan(ctx context.Context, sync, runID string) (*runPlan, error
 }
 
 func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
+	body, err := s.Plane.Bus.Body(ctx, msg)
+	if err != nil {
+		return err
+	}
 	var b record.Batch
-	if err := record.Decode(msg.Data(), &b); err != nil {
+	if err := record.Decode(body, &b); err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed record batch")
 		return nil
 	}
@@ -143,79 +152,128 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	lanes, final, fanout, verdict := s.transform(ctx, p, b)
+	dest := p.run.Spec.Destination
+	if lane, ok := s.full.any(dest, b.Records, p.run.Partitions); ok {
+		return handBack(fmt.Errorf("lane %d of destination %q: %w", lane, dest, bus.ErrFull))
+	}
+	lanes, verdict := s.transform(ctx, p, b)
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: records cut short are redelivered, not failed
 	}
 	if verdict != "" {
 		return s.stopRun(ctx, b, verdict)
 	}
-	if fanout > 0 {
-		if err := s.countFanout(ctx, b, fanout); err != nil {
-			return err
-		}
+	return s.publish(ctx, msg, p, b, lanes)
+}
+
+// publish publishes a batch's lanes. A lane that is full hands the batch
+// back: the lanes already published are recorded, so the batch's return,
+// however late (past the streams' duplicate window), publishes only the
+// others.
+func (s *service) publish(ctx context.Context, msg jetstream.Msg, p *runPlan, b record.Batch, lanes [][]record.Record) error {
+	done, err := s.progress(ctx, msg, b)
+	if err != nil {
+		return err
 	}
+	dest := p.run.Spec.Destination
+	published := false
 	for part, records := range lanes {
-		if len(records) == 0 {
+		if len(records) == 0 || done[part] {
 			continue
 		}
-		out := record.Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: part,
-			Destination: p.run.Spec.Destination, Records: records}
+		out := record.Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: part, Destination: dest, Records: records}
 		data, err := json.Marshal(out)
 		if err != nil {
 			return fmt.Errorf("encoding batch %d: %w", b.Seq, err)
 		}
 		id := record.MsgID(b.Sync, b.RunID, "transform", b.Seq, part)
-		if err := bus.Publish(ctx, s.Plane.JS, bus.Deliver(p.run.Spec.Destination, part), data, id); err != nil {
+		err = s.Plane.Bus.Publish(ctx, bus.Deliver(dest, part), data, id)
+		switch {
+		case errors.Is(err, bus.ErrFull):
+			s.full.mark(dest, part)
+			if published {
+				if err := s.saveProgress(ctx, b, done); err != nil {
+					return err
+				}
+			}
+			return handBack(fmt.Errorf("lane %d of destination %q: %w", part, dest, err))
+		case bus.IsPermanent(err):
+			return s.stopRun(ctx, b, err.Error())
+		case err != nil:
 			return err
 		}
+		done[part], published = true, true
 	}
-	if len(final) > 0 {
-		slot := record.TransformerSlot(p.run.Partitions)
-		rb := record.ResultBatch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: slot, Results: final}
-		data, _ := json.Marshal(rb)
-		id := record.MsgID(b.Sync, b.RunID, "results", b.Seq, slot)
-		return bus.Publish(ctx, s.Plane.JS, bus.Results(b.Sync), data, id)
+	if bus.Delivered(msg) > 1 {
+		_ = s.Plane.State.Delete(ctx, progressKey(b))
 	}
 	return nil
 }
 
-// countFanout adds the records a batch's transformation fanned out to the
-// run before they are published, so reporting never sees the run complete
-// while some of them are still on their way.
-func (s *service) countFanout(ctx context.Context, b record.Batch, n int) error {
-	_, err := s.Plane.Runs.Update(ctx, b.Sync, b.RunID, func(r *run.Run) error {
-		if r.State.Terminal() || !r.MarkFanout(b.Seq) {
-			return run.ErrSkip
-		}
-		r.Fanout += int64(n)
-		return nil
-	})
-	return err
+// handBack returns a batch whose lane is full to the stream, to come back
+// in a second; the worker serves other syncs meanwhile.
+func handBack(err error) error { return &bus.RetryError{Err: err, Delay: time.Second, Hold: true} }
+
+// progressKey names a batch's record of the lanes it published.
+func progressKey(b record.Batch) string {
+	return fmt.Sprintf("transform.%s.%d", b.RunID, b.Seq)
 }
 
-// stopRun fails a run whose transformation fails every record it is
-// given: one clear error instead of millions of failed rows.
+// progress reads which lanes of a batch were published before it was
+// handed back; a first delivery has none.
+func (s *service) progress(ctx context.Context, msg jetstream.Msg, b record.Batch) (map[int]bool, error) {
+	done := map[int]bool{}
+	if bus.Delivered(msg) <= 1 {
+		return done, nil
+	}
+	e, err := s.Plane.State.Get(ctx, progressKey(b))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return done, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading progress of batch %d: %w", b.Seq, err)
+	}
+	var parts []int
+	if err := json.Unmarshal(e.Value(), &parts); err != nil {
+		return nil, fmt.Errorf("decoding progress of batch %d: %w", b.Seq, err)
+	}
+	for _, p := range parts {
+		done[p] = true
+	}
+	return done, nil
+}
+
+func (s *service) saveProgress(ctx context.Context, b record.Batch, done map[int]bool) error {
+	parts := make([]int, 0, len(done))
+	for p := range done {
+		parts = append(parts, p)
+	}
+	data, _ := json.Marshal(parts)
+	if _, err := s.Plane.State.Put(ctx, progressKey(b), data); err != nil {
+		return fmt.Errorf("saving progress of batch %d: %w", b.Seq, err)
+	}
+	return nil
+}
+
+// stopRun fails a run that cannot go on: a transformation that fails
+// every record it is given (one clear error instead of millions of failed
+// rows), or a publish that can never succeed.
 func (s *service) stopRun(ctx context.Context, b record.Batch, reason string) error {
 	s.Log.Error().Str(logging.FieldSync, b.Sync).Str(logging.FieldRun, b.RunID).Str("reason", reason).
-		Msg("stopping run: the transformation fails every record")
-	_, err := s.Plane.Runs.Update(ctx, b.Sync, b.RunID, func(r *run.Run) error {
-		if r.State.Terminal() {
-			return run.ErrSkip
-		}
-		r.State, r.Error, r.PausedFrom = run.Failed, reason, ""
-		return nil
-	})
+		Msg("stopping run")
+	_, err := s.Plane.Runs.Fail(ctx, b.Sync, b.RunID, reason)
 	return err
 }
 
 // transform maps each record, runs the transformation on the mapped
-// records and sorts what comes out into lanes. Records whose mapping or
-// transformation fails, and those the transformation drops, become final
-// results; fanout counts the records added by fan-out. A non-empty verdict
-// means the transformation has failed every record so far and the run
-// must stop.
-func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (lanes [][]record.Record, final []record.Result, fanout int, verdict string) {
+// records and sorts what comes out into lanes by key. Every record lands in
+// its key's lane, to be sent or as a final result: failed by its mapping
+// or transformation, or filtered out by it. So whatever the transformation
+// does on a redelivery, each record is in exactly one lane message, and
+// the first version of each lane message is the one that counts. A
+// non-empty verdict means the transformation has failed every record so
+// far and the run must stop.
+func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (lanes [][]record.Record, verdict string) {
 	lanes = make([][]record.Record, p.run.Partitions)
 	route := func(rec record.Record) {
 		part := Partition(rec.KeyEnc, p.run.Partitions)
@@ -223,13 +281,13 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 	}
 	var mapped []record.Record // in order, for the transformation
 	for _, rec := range b.Records {
-		if rec.Op == record.OpDelete {
+		if rec.Op == record.OpDelete || !rec.Sendable() {
 			route(rec) // nothing to map or transform
 			continue
 		}
 		data, err := p.mapper.Map(rec.Data)
 		if err != nil {
-			final = append(final, result(rec, record.Failed, err.Error()))
+			route(final(rec, record.Failed, err.Error()))
 			continue
 		}
 		rec.Data = data
@@ -240,7 +298,7 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 		mapped = append(mapped, rec)
 	}
 	if len(mapped) == 0 {
-		return lanes, final, 0, ""
+		return lanes, ""
 	}
 	outs := p.js.Run(ctx, inputs(b, mapped))
 	failed := 0
@@ -250,21 +308,20 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 		switch {
 		case out.Err != nil:
 			failed++
-			final = append(final, result(rec, record.Failed, "transformation: "+out.Err.Error()))
+			route(final(rec, record.Failed, "transformation: "+out.Err.Error()))
 		case len(out.Records) == 0:
-			final = append(final, result(rec, record.Filtered, ""))
+			route(final(rec, record.Filtered, ""))
 		default:
 			// Fan-out: the copies share the key, so they take the same
 			// lane, in the order the code returned them.
-			for _, data := range out.Records {
-				rec.Data = data
-				route(rec)
+			for j, data := range out.Records {
+				cp := rec
+				cp.Data, cp.Extra = data, j > 0
+				route(cp)
 			}
-			fanout += len(out.Records) - 1
 		}
 	}
-	verdict = p.probe.observe(len(outs), failed, firstError(outs))
-	return lanes, final, fanout, verdict
+	return lanes, p.probe.observe(len(outs), failed, firstError(outs))
 }
 
 func inputs(b record.Batch, recs []record.Record) []transform.Input {
@@ -277,8 +334,11 @@ func inputs(b record.Batch, recs []record.Record) []transform.Input {
 	return in
 }
 
-func result(rec record.Record, st record.Status, reason string) record.Result {
-	return record.Result{KeyEnc: rec.KeyEnc, Op: rec.Op, Change: rec.Change, Status: st, Error: reason}
+// final makes rec a record whose outcome is decided: it travels to its
+// lane only to have its result reported.
+func final(rec record.Record, st record.Status, reason string) record.Record {
+	rec.Data, rec.Final, rec.Error = nil, st, record.Truncate(reason)
+	return rec
 }
 
 func firstError(outs []transform.Output) string {
@@ -302,4 +362,40 @@ func (s *service) logLines(ctx context.Context, b record.Batch, rec record.Recor
 	}
 	s.debug.Publish(debug.Event{Time: time.Now().UTC(), Sync: b.Sync, RunID: b.RunID, Key: rec.Key,
 		KeyText: rec.KeyEnc.String(), Op: string(rec.Op), Status: debug.StatusLog, Logs: lines})
+}
+
+// fullLanes remembers the lanes that refused a batch in the last second,
+// so a batch bound for one of them is handed back before it is
+// transformed again.
+type fullLanes struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func newFullLanes() *fullLanes { return &fullLanes{until: map[string]time.Time{}} }
+
+func (f *fullLanes) mark(dest string, part int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.until) > 4096 {
+		f.until = map[string]time.Time{}
+	}
+	f.until[bus.Deliver(dest, part)] = time.Now().Add(time.Second)
+}
+
+// any reports a lane of records that refused a batch lately.
+func (f *fullLanes) any(dest string, records []record.Record, partitions int) (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.until) == 0 {
+		return 0, false
+	}
+	now := time.Now()
+	for _, rec := range records {
+		part := Partition(rec.KeyEnc, partitions)
+		if until, ok := f.until[bus.Deliver(dest, part)]; ok && now.Before(until) {
+			return part, true
+		}
+	}
+	return 0, false
 }

@@ -4,9 +4,13 @@ package builtin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/destination"
@@ -94,23 +98,37 @@ func Types() []string {
 }
 
 // Open opens d with its delivery settings and its ${ENV} references
-// expanded. Errors name the destination.
+// expanded. Errors name the destination. An error that opening again
+// cannot fix (an unknown type, a config that does not validate, an unset
+// variable, a table that does not exist) is marked destination.Permanent;
+// one of the network (a refused connection, a timeout) is not.
 func Open(ctx context.Context, d config.Destination) (destination.Destination, error) {
 	open, ok := openers[d.Type]
 	if !ok {
-		return nil, fmt.Errorf("destination %q: unknown type %q (known: %s)", d.Name, d.Type, strings.Join(Types(), ", "))
+		return nil, destination.Permanent(fmt.Errorf("destination %q: unknown type %q (known: %s)", d.Name, d.Type, strings.Join(Types(), ", ")))
 	}
 	opts, err := d.Delivery()
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", d.Name, err)
+		return nil, destination.Permanent(fmt.Errorf("destination %q: %w", d.Name, err))
 	}
 	cfg, err := config.Expand(d.Config)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", d.Name, err)
+		return nil, destination.Permanent(fmt.Errorf("destination %q: %w", d.Name, err))
 	}
 	dst, err := open(ctx, cfg, opts)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", d.Name, err)
+		err = fmt.Errorf("destination %q: %w", d.Name, err)
+		if !networkError(err) {
+			err = destination.Permanent(err)
+		}
+		return nil, err
 	}
 	return dst, nil
+}
+
+// networkError reports an error of reaching a server, which may pass.
+func networkError(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }

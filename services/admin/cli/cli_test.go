@@ -279,7 +279,7 @@ func publishFailure(t *testing.T, env *admintest.Env, id string) {
 	rb := record.ResultBatch{Sync: "customers_to_crm", RunID: id, Results: []record.Result{
 		{KeyEnc: record.AppendInt(nil, 42), Op: record.OpUpsert, Status: record.Failed, Error: "422: email is invalid"},
 	}}
-	require.NoError(t, run.RecordFailures(t.Context(), env.NATS.JS, rb))
+	require.NoError(t, run.RecordFailures(t.Context(), env.NATS.Bus, rb))
 }
 
 func TestAuthAndConnectErrors(t *testing.T) {

@@ -261,7 +261,7 @@ func syncRetryCmd(g *Globals) *cobra.Command {
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "released %d quarantined records\n", resp.GetReleased())
 				if resp.GetRun() == nil {
-					fmt.Fprintln(w, "the sync has an active run; they go with its next run")
+					fmt.Fprintln(w, "the sync has an active run; a run that sends them starts when it ends")
 					return nil
 				}
 				fmt.Fprintf(w, "started run %s\n", resp.GetRun().GetId())

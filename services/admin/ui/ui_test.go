@@ -125,7 +125,7 @@ func recordFailures(t *testing.T, ns *natstest.Server, runID string) []record.Re
 		{KeyEnc: record.AppendInt(nil, 43), Op: record.OpUpsert, Status: record.Delivered},
 		{KeyEnc: record.AppendString(record.AppendInt(nil, 7), "eu"), Op: record.OpDelete, Status: record.Failed, Error: "404 not found"},
 	}}
-	require.NoError(t, run.RecordFailures(context.Background(), ns.JS, rb))
+	require.NoError(t, run.RecordFailures(context.Background(), ns.Bus, rb))
 	return []record.Result{rb.Results[0], rb.Results[2]}
 }
 

@@ -10,7 +10,7 @@ import (
 
 func runAdmin(ctx context.Context, p *plane.Plane, o Options) error {
 	return admin.Run(ctx, admin.Deps{
-		JS: p.JS, Configs: p.Configs, Runs: p.Runs, Log: o.Log,
+		JS: p.JS, Bus: p.Bus, Configs: p.Configs, Runs: p.Runs, Log: o.Log,
 		Listen: o.Admin.Listen, Token: o.Admin.Token, Ready: o.Admin.Ready,
 		OpenSource: srcbuiltin.Open,
 	})

@@ -115,7 +115,7 @@ func TestSlowRunAlert(t *testing.T) {
 	f.Syncs[0].Alerts = []config.Alert{{On: config.AlertSlowRun, After: "1s", Webhook: alertURL + "/slow"}}
 	e.apply(f)
 
-	r, err := run.Start(t.Context(), e.plane.JS, e.plane.Runs, "customers", "manual")
+	r, err := run.Start(t.Context(), e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(alerts.got("/slow")) == 1 }, 20*time.Second, 20*time.Millisecond)
 	got := alerts.got("/slow")[0]
@@ -123,6 +123,6 @@ func TestSlowRunAlert(t *testing.T) {
 	require.Contains(t, got["summary"], "has been going for")
 	require.Never(t, func() bool { return len(alerts.got("/slow")) > 1 }, 7*time.Second, 100*time.Millisecond,
 		"the slow-run alert repeated")
-	_, err = run.Cancel(t.Context(), e.plane.Runs, r.ID)
+	_, err = e.plane.Runs.Cancel(t.Context(), r.ID)
 	require.NoError(t, err)
 }

@@ -64,7 +64,7 @@ func TestSyncSurvivesAClusterNodeDying(t *testing.T) {
 	f.Destinations[0].Config["ack_window"] = 2
 	e.apply(f)
 
-	started, err := run.Start(ctx, c.JS, pl.Runs, "customers", "manual")
+	started, err := run.Start(ctx, pl.Bus, pl.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return hook.Batches() >= 10 }, time.Minute, 10*time.Millisecond,
 		"batches reach the destination before the node dies")

@@ -41,7 +41,7 @@ func TestPauseMidDeliveryThenResume(t *testing.T) {
 	e.apply(slowConfig(p, url))
 	ctx := t.Context()
 
-	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	r, err := run.Start(ctx, e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(s.Records()) >= 300 }, time.Minute, 20*time.Millisecond)
 	paused, err := run.PauseSync(ctx, e.plane.State, e.plane.Runs, "customers")
@@ -54,11 +54,11 @@ func TestPauseMidDeliveryThenResume(t *testing.T) {
 	require.Never(t, func() bool { return len(s.Records()) > settled }, 3*time.Second, 100*time.Millisecond,
 		"records kept arriving during the pause")
 	require.Less(t, settled, 3000, "the run was paused before it finished")
-	_, err = run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	_, err = run.Start(ctx, e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.ErrorIs(t, err, run.ErrActive, "a paused run still holds its sync")
 
 	s.SetLatency(0)
-	resumed, err := run.ResumeSync(ctx, e.plane.JS, e.plane.State, e.plane.Runs, "customers")
+	resumed, err := run.ResumeSync(ctx, e.plane.Bus, e.plane.State, e.plane.Runs, "customers")
 	require.NoError(t, err)
 	require.Equal(t, run.Delivering, resumed.State)
 	done := e.waitRun(r, time.Minute)
@@ -98,14 +98,14 @@ func TestPauseBeforeDiffThenResume(t *testing.T) {
 	paused, err := run.PauseSync(ctx, e.plane.State, e.plane.Runs, "customers")
 	require.NoError(t, err)
 	require.Equal(t, run.Pending, paused.PausedFrom)
-	require.NoError(t, run.Announce(ctx, e.plane.JS, "ebb.run.requested.customers", r.ID, "customers", "requested"))
+	require.NoError(t, run.Announce(ctx, e.plane.Bus, "ebb.run.requested.customers", r.ID, "customers", "requested"))
 	require.Never(t, func() bool {
 		got, err := e.plane.Runs.Get(ctx, "customers", r.ID)
 		require.NoError(t, err)
 		return got.State != run.Paused || len(s.Records()) > 0
 	}, 2*time.Second, 100*time.Millisecond, "a paused run moved")
 
-	_, err = run.ResumeSync(ctx, e.plane.JS, e.plane.State, e.plane.Runs, "customers")
+	_, err = run.ResumeSync(ctx, e.plane.Bus, e.plane.State, e.plane.Runs, "customers")
 	require.NoError(t, err)
 	done := e.waitRun(r, time.Minute)
 	require.Equal(t, run.Succeeded, done.State, done.Error)
@@ -121,14 +121,15 @@ func TestCancelStopsDeliveryAndKeepsSnapshot(t *testing.T) {
 	e.apply(slowConfig(p, url))
 	ctx := t.Context()
 
-	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	r, err := run.Start(ctx, e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(s.Records()) >= 200 }, time.Minute, 20*time.Millisecond)
-	cancelled, err := run.Cancel(ctx, e.plane.Runs, r.ID)
+	cancelled, err := e.plane.Runs.Cancel(ctx, r.ID)
 	require.NoError(t, err)
-	require.Equal(t, run.Cancelled, cancelled.State)
-	_, err = run.Cancel(ctx, e.plane.Runs, r.ID)
+	require.Equal(t, run.Cancelling, cancelled.State, "delivering: it drains its requests in flight first")
+	_, err = e.plane.Runs.Cancel(ctx, r.ID)
 	require.ErrorIs(t, err, run.ErrNotActive)
+	require.Equal(t, run.Cancelled, e.waitRun(r, 30*time.Second).State)
 
 	settled := waitSettled(t, s)
 	require.Less(t, settled, 3000, "delivery stopped after the cancel")
@@ -156,7 +157,7 @@ func TestEmptyModelStopsBeforeAnyDelete(t *testing.T) {
 
 	// A model bug: the model suddenly returns nothing.
 	p.exec(`DELETE FROM $S.customers`)
-	r, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	r, err := run.Start(ctx, e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	var stopped *run.Run
 	require.Eventually(t, func() bool {
@@ -170,9 +171,9 @@ func TestEmptyModelStopsBeforeAnyDelete(t *testing.T) {
 		"a delete was sent before approval")
 
 	// Cancelling drops it and keeps the snapshot: the next run stops again.
-	_, err = run.Cancel(ctx, e.plane.Runs, r.ID)
+	_, err = e.plane.Runs.Cancel(ctx, r.ID)
 	require.NoError(t, err)
-	again, err := run.Start(ctx, e.plane.JS, e.plane.Runs, "customers", "manual")
+	again, err := run.Start(ctx, e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		got, err := e.plane.Runs.Get(ctx, "customers", again.ID)
@@ -181,7 +182,7 @@ func TestEmptyModelStopsBeforeAnyDelete(t *testing.T) {
 	}, time.Minute, 20*time.Millisecond)
 
 	// Approved, it sends every delete.
-	_, err = run.Approve(ctx, e.plane.JS, e.plane.Runs, again.ID)
+	_, err = run.Approve(ctx, e.plane.Bus, e.plane.Runs, again.ID)
 	require.NoError(t, err)
 	done := e.waitRun(again, time.Minute)
 	require.Equal(t, run.Succeeded, done.State, done.Error)

@@ -131,7 +131,7 @@ func TestFailingKeyDoesNotHoldUpOthers(t *testing.T) {
 	})
 	e := startEnv(t)
 	e.apply(versionsConfig(p, url, map[string]any{"batch_size": 1, "retry_backoff": "200ms", "max_attempts": 6}))
-	started, err := run.Start(t.Context(), e.plane.JS, e.plane.Runs, "versions", "manual")
+	started, err := run.Start(t.Context(), e.plane.Bus, e.plane.Runs, "versions", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(sink.State()) == 49 }, 30*time.Second, 10*time.Millisecond)
 	r, err := e.plane.Runs.Get(t.Context(), "versions", started.ID)
@@ -214,7 +214,7 @@ func TestSlowDestinationOnlySlowsItsOwnSync(t *testing.T) {
 
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	slowRun, err := run.Start(t.Context(), e.plane.JS, e.plane.Runs, "customers_slow", "manual")
+	slowRun, err := run.Start(t.Context(), e.plane.Bus, e.plane.Runs, "customers_slow", "manual")
 	require.NoError(t, err)
 	start := time.Now()
 	fast := e.runSync("customers")

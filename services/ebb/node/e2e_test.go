@@ -321,7 +321,7 @@ func TestUnreachableDestinationKeepsRecordsPending(t *testing.T) {
 	hook.SetDown(true)
 	e := startEnv(t)
 	e.apply(pipelineConfig(p, config.ModeMirror, url))
-	started, err := run.Start(context.Background(), e.plane.JS, e.plane.Runs, "customers", "manual")
+	started, err := run.Start(context.Background(), e.plane.Bus, e.plane.Runs, "customers", "manual")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		r, err := e.plane.Runs.Get(context.Background(), "customers", started.ID)

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/capture"
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/natstest"
@@ -112,6 +113,22 @@ func startEnvIn(t *testing.T, dir string) *env {
 // is then its address.
 func startEnvWith(t *testing.T, dir, adminListen string) *env {
 	t.Helper()
+	return startEnvOpts(t, envOptions{dir: dir, adminListen: adminListen})
+}
+
+// envOptions are what a test may set of its env.
+type envOptions struct {
+	dir         string
+	adminListen string
+	limits      bus.Limits // the streams' limits; default bus.DefaultLimits
+}
+
+func startEnvOpts(t *testing.T, o envOptions) *env {
+	t.Helper()
+	dir, adminListen := o.dir, o.adminListen
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	ns := natstest.StartIn(t, dir)
 	p, err := plane.Open(context.Background(), ns.JS)
 	require.NoError(t, err)
@@ -126,7 +143,7 @@ func startEnvWith(t *testing.T, dir, adminListen string) *env {
 	}
 	e := &env{t: t, ns: ns, plane: p, httpReady: make(chan string, 1)}
 	go func() {
-		done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services, Admin: admin,
+		done <- node.Run(ctx, node.Options{JS: ns.JS, Log: log, Services: services, Admin: admin, Limits: o.limits,
 			HTTP: "127.0.0.1:0", HTTPReady: func(addr string) { e.httpReady <- addr }})
 	}()
 	if adminListen != "" {
@@ -168,7 +185,7 @@ func (e *env) apply(f config.File) {
 // runSync starts a run and waits until it ends.
 func (e *env) runSync(name string) *run.Run {
 	e.t.Helper()
-	r, err := run.Start(context.Background(), e.plane.JS, e.plane.Runs, name, "manual")
+	r, err := run.Start(context.Background(), e.plane.Bus, e.plane.Runs, name, "manual")
 	require.NoError(e.t, err)
 	return e.waitRun(r, 2*time.Minute)
 }

@@ -87,6 +87,9 @@ func Run(ctx context.Context, o Options) error {
 		o.Limits.Replicas = o.Replicas
 	}
 	if err := bus.Provision(ctx, o.JS, o.Limits); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	p, err := plane.Open(ctx, o.JS)

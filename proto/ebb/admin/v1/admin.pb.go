@@ -425,9 +425,15 @@ type Sync struct {
 	// fields other work appends).
 	Transformation *Transformation `protobuf:"bytes,20,opt,name=transformation,proto3" json:"transformation,omitempty"`
 	// The diff engine: auto (when empty), local or warehouse.
-	Engine        string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Engine string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	// The largest record sent, in bytes of its JSON; 0 means the default
+	// (64 MiB). A larger record fails alone, naming its key and size.
+	MaxRecordBytes int64 `protobuf:"varint,41,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
+	// How long a run may last, pauses included, such as "24h"; empty means
+	// the default (24h).
+	MaxRunDuration string `protobuf:"bytes,42,opt,name=max_run_duration,json=maxRunDuration,proto3" json:"max_run_duration,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Sync) Reset() {
@@ -547,6 +553,20 @@ func (x *Sync) GetTransformation() *Transformation {
 func (x *Sync) GetEngine() string {
 	if x != nil {
 		return x.Engine
+	}
+	return ""
+}
+
+func (x *Sync) GetMaxRecordBytes() int64 {
+	if x != nil {
+		return x.MaxRecordBytes
+	}
+	return 0
+}
+
+func (x *Sync) GetMaxRunDuration() string {
+	if x != nil {
+		return x.MaxRunDuration
 	}
 	return ""
 }
@@ -4997,7 +5017,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x05R\ttimeoutMs\x12(\n" +
-	"\x10max_output_bytes\x18\x05 \x01(\x05R\x0emaxOutputBytes\"\xe5\x03\n" +
+	"\x10max_output_bytes\x18\x05 \x01(\x05R\x0emaxOutputBytes\"\xb9\x04\n" +
 	"\x04Sync\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12 \n" +
@@ -5013,7 +5033,9 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\vkeep_values\x18\v \x01(\bR\n" +
 	"keepValues\x12D\n" +
 	"\x0etransformation\x18\x14 \x01(\v2\x1c.ebb.admin.v1.TransformationR\x0etransformation\x12\x16\n" +
-	"\x06engine\x18( \x01(\tR\x06engine\"\xbd\x01\n" +
+	"\x06engine\x18( \x01(\tR\x06engine\x12(\n" +
+	"\x10max_record_bytes\x18) \x01(\x03R\x0emaxRecordBytes\x12(\n" +
+	"\x10max_run_duration\x18* \x01(\tR\x0emaxRunDuration\"\xbd\x01\n" +
 	"\x06Safety\x12-\n" +
 	"\x10max_delete_share\x18\x01 \x01(\x01H\x00R\x0emaxDeleteShare\x88\x01\x01\x12-\n" +
 	"\x10max_change_share\x18\x02 \x01(\x01H\x01R\x0emaxChangeShare\x88\x01\x01\x12\x1e\n" +

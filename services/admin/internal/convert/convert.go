@@ -75,6 +75,8 @@ func SyncToPB(s config.Sync) (*adminv1.Sync, error) {
 		Schedule:    s.Schedule,
 		Engine:      string(s.Engine),
 
+		MaxRecordBytes:  s.MaxRecordBytes,
+		MaxRunDuration:  s.MaxRunDuration,
 		QuarantineAfter: int32(s.QuarantineAfter),
 		KeepValues:      s.KeepValues,
 		Safety: &adminv1.Safety{MaxDeleteShare: s.Safety.MaxDeleteShare, MaxChangeShare: s.Safety.MaxChangeShare,
@@ -121,6 +123,8 @@ func SyncFromPB(s *adminv1.Sync) config.Sync {
 		Schedule:    s.GetSchedule(),
 		Engine:      config.Engine(s.GetEngine()),
 
+		MaxRecordBytes:  s.GetMaxRecordBytes(),
+		MaxRunDuration:  s.GetMaxRunDuration(),
 		QuarantineAfter: int(s.GetQuarantineAfter()),
 		KeepValues:      s.GetKeepValues(),
 	}
