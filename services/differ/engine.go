@@ -111,7 +111,7 @@ func (s *service) diffLocally(ctx context.Context, src source.Source, m source.M
 	defer prev.Close()
 	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.ObjectName(r.Sync, r.ID, "snapshot"), snapshot.SnapshotPayload)
 	changes := s.changeSet(ctx, r)
-	stats, err := diff.ComputeSkipping(ctx, src, m, mode, skip, prev, next, changes)
+	stats, err := diff.ComputeWith(ctx, src, m, mode, diff.Options{Skip: skip}, prev, next, changes)
 	if err != nil {
 		next.Abort(err)
 		changes.Abort(err)
@@ -160,7 +160,7 @@ func (s *service) diffInWarehouse(ctx context.Context, w source.Warehouse, m sou
 		return diff.Stats{}, err
 	}
 	changes := s.changeSet(ctx, r)
-	stats, err := warehouse.Diff(ctx, w, m, mode, skip, prev, t, changes)
+	stats, err := warehouse.Diff(ctx, w, m, mode, diff.Options{Skip: skip}, prev, t, changes)
 	if err != nil {
 		changes.Abort(err)
 		return stats, err
