@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ebb-etl/ebb/libs/source"
 )
 
 // Pointer names a sync's committed snapshot. It lives in the state bucket
@@ -23,6 +25,10 @@ type Pointer struct {
 	Object      string    `json:"object"`
 	Rows        int64     `json:"rows"`
 	CommittedAt time.Time `json:"committed_at"`
+	// Columns are the model's columns and types as the committing run
+	// diffed them; nil for a snapshot committed before types were
+	// recorded, whose types are unknown (see TypeChanges).
+	Columns []source.Column `json:"columns,omitempty"`
 }
 
 func pointerKey(sync string) string { return "snapshot." + sync }

@@ -169,7 +169,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	if err != nil {
 		return s.fail(ctx, log, r, err)
 	}
-	engine, stats, err := s.computeDiff(ctx, log, plan, r)
+	engine, stats, types, err := s.computeDiff(ctx, log, plan, r)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -205,6 +205,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 		r.Quarantined = stats.Quarantined
 		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
 		r.Engine = engine
+		r.Columns, r.TypeChanges = types.columns, types.changes
 		r.Candidate = ""
 		if engine == engineLocal {
 			r.Candidate = snapshot.ObjectName(r.Sync, r.ID, "snapshot")
@@ -222,6 +223,9 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	}
 	log.Info().Str("engine", engine).Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
+	if len(types.changes) > 0 {
+		log.Warn().Strs(fieldTypeChanges, types.changes).Msg("columns changed type since the committed snapshot; every row is planned again")
+	}
 	if r.Planned.Total() == 0 {
 		return s.commit(ctx, log, r)
 	}
@@ -333,7 +337,8 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	if err != nil {
 		return err
 	}
-	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
+	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC(),
+		Columns: committedColumns(r, prev)}
 	if len(keep) > 0 {
 		prevObj := prev.Object
 		if prev.InWarehouse() {

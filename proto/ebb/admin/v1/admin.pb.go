@@ -2806,7 +2806,10 @@ type Run struct {
 	// A dry run (ebb sync plan) sent nothing and committed nothing.
 	DryRun bool `protobuf:"varint,22,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// The diff engine the run used: local or warehouse.
-	Engine        string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	Engine string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Columns whose type changed since the committed snapshot, each with
+	// what the run did about it (sent every row again).
+	TypeChanges   []string `protobuf:"bytes,41,rep,name=type_changes,json=typeChanges,proto3" json:"type_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3014,6 +3017,13 @@ func (x *Run) GetEngine() string {
 		return x.Engine
 	}
 	return ""
+}
+
+func (x *Run) GetTypeChanges() []string {
+	if x != nil {
+		return x.TypeChanges
+	}
+	return nil
 }
 
 // PhaseDuration is the time a run spent in one phase (pauses included).
@@ -5129,7 +5139,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
 	"\bvanished\x18\x03 \x01(\x03R\bvanished\x12\x1a\n" +
 	"\bfiltered\x18\n" +
-	" \x01(\x03R\bfiltered\"\xb2\a\n" +
+	" \x01(\x03R\bfiltered\"\xd5\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -5163,7 +5173,8 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x16transformation_version\x18\x1f \x01(\tR\x15transformationVersion\x12#\n" +
 	"\rprevious_rows\x18\x15 \x01(\x03R\fpreviousRows\x12\x17\n" +
 	"\adry_run\x18\x16 \x01(\bR\x06dryRun\x12\x16\n" +
-	"\x06engine\x18( \x01(\tR\x06engine\"\\\n" +
+	"\x06engine\x18( \x01(\tR\x06engine\x12!\n" +
+	"\ftype_changes\x18) \x03(\tR\vtypeChanges\"\\\n" +
 	"\rPhaseDuration\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"+\n" +
