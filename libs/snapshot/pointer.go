@@ -66,6 +66,16 @@ func StorePointer(ctx context.Context, kv jetstream.KeyValue, sync string, p Poi
 	return nil
 }
 
+// DeletePointer removes a sync's pointer, failing if it moved since
+// revision: the sync then has no committed snapshot, and its next run sends
+// every row as an add (ebb sync reset).
+func DeletePointer(ctx context.Context, kv jetstream.KeyValue, sync string, revision uint64) error {
+	if err := kv.Delete(ctx, pointerKey(sync), jetstream.LastRevision(revision)); err != nil {
+		return fmt.Errorf("deleting snapshot pointer of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
 // InWarehouse reports whether the snapshot is a table of the warehouse
 // engine.
 func (p Pointer) InWarehouse() bool { return p.Engine == "warehouse" }

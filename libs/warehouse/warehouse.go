@@ -492,6 +492,15 @@ func Patch(ctx context.Context, w source.Warehouse, t Tables, prev string, n int
 	return w.QueryInt(ctx, "SELECT count(*) FROM "+snap)
 }
 
+// Drop drops a table of the snapshot schema (unqualified) if it exists,
+// such as a committed snapshot that ebb sync reset discards.
+func Drop(ctx context.Context, w source.Warehouse, table string) error {
+	if _, err := w.Exec(ctx, source.Stmt{SQL: "DROP TABLE IF EXISTS " + w.Table(table)}); err != nil {
+		return fmt.Errorf("dropping %s: %w", table, err)
+	}
+	return nil
+}
+
 // Export writes a snapshot table to the local engine's sorted file, for a
 // sync that moves to the local engine.
 func Export(ctx context.Context, w source.Warehouse, table string, n int, out *snapshot.Writer) error {

@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/services/admin/cli"
 	"github.com/ebb-etl/ebb/services/admin/internal/admintest"
 )
@@ -305,4 +307,71 @@ func TestAuthAndConnectErrors(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	require.Equal(t, 0, cli.ExitCode(nil))
 	require.Equal(t, 1, cli.ExitCode(os.ErrNotExist))
+}
+
+// executeWithInput runs the client commands with stdin.
+func executeWithInput(t *testing.T, env *admintest.Env, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "ebb", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(cli.Commands(&cli.Globals{Server: env.Addr})...)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+// `ebb sync reset` asks on a terminal, refuses without one unless --yes,
+// and prints what it dropped, as text or JSON.
+func TestSyncReset(t *testing.T) {
+	env := admintest.Start(t, "")
+	ctx := t.Context()
+	_, err := ebb(t, env, "", "apply", "-f", writeFile(t, ebbYAML))
+	require.NoError(t, err)
+	state, err := env.NATS.JS.KeyValue(ctx, bus.BucketState)
+	require.NoError(t, err)
+	committed := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	require.NoError(t, snapshot.StorePointer(ctx, state, "customers_to_crm",
+		snapshot.Pointer{RunID: "01KAXRUN", Engine: "local", Rows: 1000, CommittedAt: committed}, 0))
+	pointer := func() uint64 {
+		_, rev, err := snapshot.LoadPointer(ctx, state, "customers_to_crm")
+		require.NoError(t, err)
+		return rev
+	}
+
+	_, err = executeWithInput(t, env, "y\n", "sync", "reset", "customers_to_crm")
+	require.ErrorContains(t, err, "sync customers_to_crm not reset: standard input is not a terminal")
+	require.ErrorContains(t, err, "pass --yes")
+	require.NotZero(t, pointer(), "refused without a terminal")
+
+	restore := cli.SetTerminal(true)
+	defer restore()
+	out, err := executeWithInput(t, env, "n\n", "sync", "reset", "customers_to_crm")
+	require.ErrorContains(t, err, "sync customers_to_crm not reset: not confirmed")
+	require.Contains(t, out, "Reset sync customers_to_crm? Its next run sends every row of the model as an add. [y/N] ")
+	require.NotZero(t, pointer(), "kept when not confirmed")
+
+	out, err = executeWithInput(t, env, "yes\n", "sync", "reset", "customers_to_crm")
+	require.NoError(t, err)
+	require.Contains(t, out, "reset sync customers_to_crm: dropped the snapshot of run 01KAXRUN (local engine, 1000 rows, committed ")
+	require.Contains(t, out, "its next run sends every row as an add\n")
+	require.Zero(t, pointer())
+	restore()
+
+	out, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "--yes", "-o", "json")
+	require.NoError(t, err)
+	var resp map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &resp), out)
+	require.Equal(t, false, resp["dropped"])
+	out, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "-y")
+	require.NoError(t, err)
+	require.Equal(t, "sync customers_to_crm has no committed snapshot: its next run sends every row as an add\n", out)
+
+	id, err := env.Runs.Create(ctx, "customers_to_crm", "manual")
+	require.NoError(t, err)
+	_, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "--yes")
+	require.ErrorContains(t, err, "has an active run "+id.ID)
+	require.Equal(t, 1, cli.ExitCode(err))
 }

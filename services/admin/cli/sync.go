@@ -21,7 +21,7 @@ const pollEvery = 500 * time.Millisecond
 func syncCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "sync", Aliases: []string{"syncs"}, Short: "Inspect, run and delete syncs"}
 	cmd.AddCommand(syncListCmd(g), syncGetCmd(g), syncRunCmd(g), syncDeleteCmd(g),
-		syncQuarantineCmd(g), syncRetryCmd(g), syncPauseCmd(g), syncResumeCmd(g), syncPlanCmd(g))
+		syncQuarantineCmd(g), syncRetryCmd(g), syncPauseCmd(g), syncResumeCmd(g), syncPlanCmd(g), syncResetCmd(g))
 	return cmd
 }
 

@@ -106,6 +106,47 @@ func TestColumnTypeChangeResendsRows(t *testing.T) {
 	}
 }
 
+// The remedy the key type error names, under both engines: `ebb sync reset`
+// drops the committed snapshot (its warehouse table too), and the next run
+// plans every row as an add, which the destination takes as upserts of the
+// rows it holds.
+func TestResetAfterKeyTypeChange(t *testing.T) {
+	for _, engine := range []config.Engine{config.EngineLocal, config.EngineWarehouse} {
+		t.Run(string(engine), func(t *testing.T) {
+			p := newPG(t)
+			seedItems(p)
+			e := startEnvWith(t, t.TempDir(), "127.0.0.1:0")
+			e.apply(typesConfig(p, engine, `SELECT id, n FROM $S.items`))
+			r1 := e.runSync("items")
+			require.Equal(t, run.Succeeded, r1.State, r1.Error)
+			if engine == config.EngineWarehouse {
+				onlyCommitted(t, p, r1)
+			}
+
+			e.apply(typesConfig(p, engine, `SELECT id::text AS id, n FROM $S.items`))
+			r2 := e.runSync("items")
+			require.Equal(t, run.Failed, r2.State)
+			require.Contains(t, r2.Error, "ebb sync reset items")
+
+			out, code := ebbCLI(t, e, "sync", "reset", "items", "--yes")
+			require.Equal(t, 0, code, out)
+			require.Contains(t, out, "reset sync items: dropped the snapshot of run "+r1.ID+" ("+string(engine)+" engine, 100 rows")
+			require.Empty(t, engineTables(p), "the snapshot table is dropped with the snapshot")
+
+			r3 := e.runSync("items")
+			require.Equal(t, run.Succeeded, r3.State, r3.Error)
+			require.Equal(t, run.Planned{Adds: 100}, r3.Planned, "every row is an add")
+			require.EqualValues(t, 100, r3.Adds.Delivered)
+			require.Zero(t, r3.PreviousRows)
+			require.Equal(t, 100, p.count(`SELECT count(*) FROM $S.items_copy`))
+
+			r4 := e.runSync("items")
+			require.Equal(t, run.Succeeded, r4.State, r4.Error)
+			require.Zero(t, r4.Planned.Total(), "the new snapshot has the new key type")
+		})
+	}
+}
+
 // jsonTypes counts the rows of $S.items_copy by the JSON type of n.
 func jsonTypes(p *pg) map[string]int {
 	p.t.Helper()
