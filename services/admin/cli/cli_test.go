@@ -237,11 +237,7 @@ func TestSyncRunWait(t *testing.T) {
 				out, err := ebb(t, env, "", "sync", "run", "customers_to_crm", "--wait", "--timeout", "1m")
 				done <- result{out, err}
 			}()
-			var id string
-			require.Eventually(t, func() bool {
-				id, _ = env.Runs.ActiveID(t.Context(), "customers_to_crm")
-				return id != ""
-			}, 10*time.Second, 10*time.Millisecond)
+			id := startedRun(t, env)
 			errMsg := ""
 			if tc.state == run.Failed {
 				errMsg = "boom"
@@ -263,6 +259,22 @@ func TestSyncRunWaitTimeout(t *testing.T) {
 	require.ErrorContains(t, err, "after 100ms")
 	require.Equal(t, 1, cli.ExitCode(err))
 	require.Contains(t, out, "pending · adds 0/0")
+}
+
+// startedRun waits for the run `sync run` starts and returns its id. The
+// sync's active slot names the run a moment before the run is written.
+func startedRun(t *testing.T, env *admintest.Env) string {
+	t.Helper()
+	var id string
+	require.Eventually(t, func() bool {
+		id, _ = env.Runs.ActiveID(t.Context(), "customers_to_crm")
+		if id == "" {
+			return false
+		}
+		_, err := env.Runs.Get(t.Context(), "customers_to_crm", id)
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	return id
 }
 
 // finish moves a run through delivering to its final state, with 2 of 3
@@ -307,6 +319,43 @@ func TestAuthAndConnectErrors(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	require.Equal(t, 0, cli.ExitCode(nil))
 	require.Equal(t, 1, cli.ExitCode(os.ErrNotExist))
+}
+
+// Issue 13, item 11: --wait on a run that stops at a safety check prints
+// why and the approve command, and exits with its own code at once
+// instead of waiting out its timeout.
+func TestSyncRunWaitAwaitingApproval(t *testing.T) {
+	env := admintest.Start(t, "")
+	_, err := ebb(t, env, "", "apply", "-f", writeFile(t, ebbYAML))
+	require.NoError(t, err)
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := ebb(t, env, "", "sync", "run", "customers_to_crm", "--wait", "--timeout", "1m")
+		done <- result{out, err}
+	}()
+	id := startedRun(t, env)
+	reason := "planned deletes are 600 of 1000 rows (60.0%), above safety.max_delete_share 50.0%"
+	_, err = env.Runs.Update(t.Context(), "customers_to_crm", id, func(r *run.Run) error {
+		r.State, r.SafetyStop, r.Planned.Deletes = run.AwaitingApproval, reason, 600
+		return nil
+	})
+	require.NoError(t, err)
+
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("--wait still waits on a run awaiting approval")
+	}
+	require.Equal(t, cli.ExitAwaitingApproval, cli.ExitCode(res.err), "error: %v", res.err)
+	require.ErrorContains(t, res.err, "run "+id+" is awaiting approval")
+	require.Contains(t, res.out, "run "+id+" stopped before sending anything: "+reason+"\n")
+	require.Contains(t, res.out, "ebb runs approve "+id+"\n")
+	require.Contains(t, res.out, "ebb runs cancel "+id+"\n")
 }
 
 // executeWithInput runs the client commands with stdin.
