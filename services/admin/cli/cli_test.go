@@ -120,6 +120,23 @@ func TestApplyNamesFileLine(t *testing.T) {
 	require.Empty(t, f.Sources)
 }
 
+// Issue 13, item 9 (its static part): plan and apply refuse a
+// destination URL that is not an absolute http(s) URL, naming the file,
+// line, destination and field; a ${VAR} reference is left to the process
+// that connects.
+func TestPlanRefusesADestinationURL(t *testing.T) {
+	env := admintest.Start(t, "")
+	for _, cmd := range []string{"plan", "apply"} {
+		file := writeFile(t, strings.Replace(ebbYAML, `"http://127.0.0.1:9000/hook"`, `"not a url"`, 1))
+		_, err := ebb(t, env, "", cmd, "-f", file)
+		require.EqualError(t, err, file+`:8:20: destinations[0].config.url: destination "crm_hook": `+
+			`want an absolute http:// or https:// URL, such as https://example.com/hook`, cmd)
+	}
+	file := writeFile(t, strings.Replace(ebbYAML, `"http://127.0.0.1:9000/hook"`, `"${CRM_HOOK_URL}"`, 1))
+	_, err := ebb(t, env, "", "plan", "-f", file)
+	require.NoError(t, err)
+}
+
 func TestInspect(t *testing.T) {
 	env := admintest.Start(t, "")
 	_, err := ebb(t, env, "", "apply", "-f", writeFile(t, ebbYAML))
