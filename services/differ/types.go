@@ -29,7 +29,9 @@ type modelTypes struct {
 // which can reach the destination in either order and lose the row. Any
 // other change of type is returned, for the run to report and to send
 // every row again: the row hashes may not change (int to text with the
-// same digits), yet the destination holds values of the old type.
+// same digits), yet the destination holds values of the old type. A
+// snapshot without rows has no key to lose: its key changes are only
+// reported.
 func checkTypes(ctx context.Context, src source.Source, sync config.Sync, ptr snapshot.Pointer) (modelTypes, error) {
 	cols, err := src.Columns(ctx, sync.Model.SQL)
 	if err != nil {
@@ -37,7 +39,7 @@ func checkTypes(ctx context.Context, src source.Source, sync config.Sync, ptr sn
 	}
 	out := modelTypes{columns: cols}
 	for _, c := range snapshot.TypeChanges(ptr.Columns, cols, sync.Model.PrimaryKey) {
-		if c.Key {
+		if c.Key && ptr.Rows > 0 {
 			return out, keyTypeError(sync.Name, c)
 		}
 		out.changes = append(out.changes, c.String()+": "+resendNote(sync.Mode))

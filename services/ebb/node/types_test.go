@@ -73,6 +73,25 @@ func TestKeyTypeChangeIsRefused(t *testing.T) {
 	}
 }
 
+// A snapshot without rows has no key to lose: its key's type change is
+// reported, not refused.
+func TestKeyTypeChangeOfAnEmptySnapshot(t *testing.T) {
+	p := newPG(t)
+	seedItems(p)
+	p.exec(`DELETE FROM $S.items`)
+	e := startEnv(t)
+	e.apply(typesConfig(p, config.EngineLocal, `SELECT id, n FROM $S.items`))
+	r1 := e.runSync("items")
+	require.Equal(t, run.Succeeded, r1.State, r1.Error)
+
+	p.exec(`INSERT INTO $S.items SELECT i, i FROM generate_series(1, 3) AS i`)
+	e.apply(typesConfig(p, config.EngineLocal, `SELECT id::text AS id, n FROM $S.items`))
+	r2 := e.runSync("items")
+	require.Equal(t, run.Succeeded, r2.State, r2.Error)
+	require.Equal(t, run.Planned{Adds: 3}, r2.Planned)
+	require.Equal(t, []string{`column "id" changed type from int8 to text: every row is sent again`}, r2.TypeChanges)
+}
+
 // Item 10 of issue 13, under both engines: a non-key column whose type
 // changes with the same text (int to text) hashes the same, yet its rows
 // are sent again, as the destination would otherwise keep values of the
