@@ -265,7 +265,7 @@ func (d Destination) Validate() error {
 		}
 		return fmt.Errorf("%s: %w", resource(KindDestination, d.Name), err)
 	}
-	return nil
+	return d.checkURLs()
 }
 
 // Validate checks a sync on its own; references to sources and destinations

@@ -133,6 +133,17 @@ func TestParseErrors(t *testing.T) {
 			`ebb.yaml:8:62: destinations[0].config.batch_size: 100000 is out of range [1, 10000]`},
 		{"batch size not a number", "batch_size: 100,", "batch_size: lots,",
 			`ebb.yaml:8:62: destinations[0].config.batch_size: want a number, got string`},
+		{"url not a url", `url: "http://127.0.0.1:9000/hook"`, `url: "not a url"`,
+			`ebb.yaml:8:20: destinations[0].config.url: destination "crm_hook": want an absolute http:// or https:// URL, such as https://example.com/hook`},
+		{"url relative", `url: "http://127.0.0.1:9000/hook"`, `url: "/hook"`,
+			`ebb.yaml:8:20: destinations[0].config.url: destination "crm_hook": want an absolute http:// or https:// URL, such as https://example.com/hook`},
+		{"url of another scheme", `url: "http://127.0.0.1:9000/hook"`, `url: "ftp://127.0.0.1/hook"`,
+			`ebb.yaml:8:20: destinations[0].config.url: destination "crm_hook": want an absolute http:// or https:// URL, such as https://example.com/hook`},
+		{"url not a string", `url: "http://127.0.0.1:9000/hook"`, `url: 42`,
+			`ebb.yaml:8:20: destinations[0].config.url: destination "crm_hook": want an absolute http:// or https:// URL, such as https://example.com/hook`},
+		{"url field of a spec", "type: webhook             # or postgres\n    config: { url: \"http://127.0.0.1:9000/hook\", batch_size: 100,",
+			"type: slack\n    config: { webhook_url: \"hooks.slack.com/services/T0/B0/secret\", text: hi,",
+			`ebb.yaml:8:28: destinations[0].config.webhook_url: destination "crm_hook": want an absolute http:// or https:// URL, such as https://example.com/hook`},
 		{"config not a mapping", `config: { dsn: "${WAREHOUSE_DSN}" }`, `config: "${WAREHOUSE_DSN}"`,
 			`ebb.yaml:4:13: sources[0].config: want a mapping, got "${WAREHOUSE_DSN}"`},
 		{"not a finite number", "batch_size: 100,", "batch_size: .nan,",
@@ -159,6 +170,20 @@ func TestParseErrors(t *testing.T) {
 			require.EqualError(t, err, tc.want)
 		})
 	}
+}
+
+// A URL given as a ${VAR} reference is not checked: it is expanded only
+// in the process that connects.
+func TestParseURLReferences(t *testing.T) {
+	base := example(t)
+	for _, url := range []string{`"${HOOK_URL}"`, `"https://${HOOK_HOST}/hook"`, `"https://hooks.example.com/in?token=x"`} {
+		src := strings.Replace(base, `"http://127.0.0.1:9000/hook"`, url, 1)
+		_, err := Parse("ebb.yaml", []byte(src))
+		require.NoError(t, err, url)
+	}
+	_, err := Parse("ebb.yaml", []byte(strings.Replace(base, `"http://127.0.0.1:9000/hook"`, `"hooks.example.com/in?token=s3cret"`, 1)))
+	require.ErrorContains(t, err, "destinations[0].config.url")
+	require.NotContains(t, err.Error(), "s3cret", "a URL may carry a token: never quoted")
 }
 
 func TestParseEmpty(t *testing.T) {

@@ -89,19 +89,31 @@ func Op(mode config.Mode, c record.Change) record.Op {
 	return record.OpUpsert
 }
 
+// Options adjust what a diff plans, in both engines.
+type Options struct {
+	// Skip holds keys (quarantined ones) left out of the change set.
+	Skip map[string]bool
+	// ResendCommon plans every key in both the model and the snapshot as
+	// changed, whatever its hash: a column changed type, and int to text
+	// with the same digits hashes the same, yet the destination must get
+	// the values in their new type.
+	ResendCommon bool
+}
+
 // Compute diffs the model against prev, writing every valid row's key and
 // hash to next and the changes the mode sends to changes. On a KeyError the
 // caller must abort both writers.
 func Compute(ctx context.Context, src source.Source, m source.Model, mode config.Mode,
 	prev *snapshot.Reader, next, changes *snapshot.Writer) (Stats, error) {
-	return ComputeSkipping(ctx, src, m, mode, nil, prev, next, changes)
+	return ComputeWith(ctx, src, m, mode, Options{}, prev, next, changes)
 }
 
-// ComputeSkipping is Compute that leaves the keys in skip (quarantined
-// ones) out of the change set.
-func ComputeSkipping(ctx context.Context, src source.Source, m source.Model, mode config.Mode, skip map[string]bool,
+// ComputeWith is Compute with options: keys to leave out, and resending
+// every key the snapshot holds.
+func ComputeWith(ctx context.Context, src source.Source, m source.Model, mode config.Mode, opts Options,
 	prev *snapshot.Reader, next, changes *snapshot.Writer) (Stats, error) {
 	var st Stats
+	skip := opts.Skip
 	havePrev, err := prev.Next()
 	if err != nil {
 		return st, err
@@ -175,7 +187,7 @@ func ComputeSkipping(ctx context.Context, src source.Source, m source.Model, mod
 		change := record.Added
 		if havePrev && record.Compare(prev.Key(), key) == 0 {
 			change = Unchanged
-			if !bytes.Equal(prev.Value(), hash) {
+			if opts.ResendCommon || !bytes.Equal(prev.Value(), hash) {
 				change = record.Changed
 			}
 			if havePrev, err = prev.Next(); err != nil {

@@ -66,6 +66,11 @@ func (s *store) name() string { s.n++; return fmt.Sprintf("obj%d", s.n) }
 // diffOnce diffs table against the snapshot object prev and returns the
 // candidate object, the change set by key, and the stats.
 func (s *store) diffOnce(table map[int64]string, prev string, mode config.Mode) (string, map[int64]record.Change, diff.Stats) {
+	return s.diffWith(table, prev, mode, diff.Options{})
+}
+
+// diffWith is diffOnce with options.
+func (s *store) diffWith(table map[int64]string, prev string, mode config.Mode, opts diff.Options) (string, map[int64]record.Change, diff.Stats) {
 	ctx := context.Background()
 	pr, err := snapshot.Open(ctx, s.obs, prev, snapshot.SnapshotPayload)
 	require.NoError(s.t, err)
@@ -73,7 +78,7 @@ func (s *store) diffOnce(table map[int64]string, prev string, mode config.Mode) 
 	candName, changesName := s.name(), s.name()
 	next := snapshot.Create(ctx, s.obs, candName, snapshot.SnapshotPayload)
 	changes := snapshot.Create(ctx, s.obs, changesName, snapshot.ChangesPayload)
-	st, err := diff.Compute(ctx, tableSource{table}, source.Model{}, mode, pr, next, changes)
+	st, err := diff.ComputeWith(ctx, tableSource{table}, source.Model{}, mode, opts, pr, next, changes)
 	require.NoError(s.t, err)
 	require.NoError(s.t, next.Close())
 	require.NoError(s.t, changes.Close())
@@ -157,6 +162,33 @@ func TestModesFilterChanges(t *testing.T) {
 		_, got, _ := s.diffOnce(now, prev, mode)
 		require.Equal(t, want, got, "mode %s", mode)
 	}
+}
+
+// ResendCommon (a column changed type) plans every key in both the model
+// and the snapshot as changed, unchanged hashes included, and the mode
+// still filters what is sent; skipped keys stay out.
+func TestResendCommonPlansEveryCommonKeyAsChanged(t *testing.T) {
+	s := newStore(t)
+	prev, _, _ := s.diffOnce(map[int64]string{1: "a", 2: "b", 3: "c", 5: "e"}, "", config.ModeMirror)
+	now := map[int64]string{1: "a", 2: "B", 4: "d", 5: "e"}
+	resend := diff.Options{ResendCommon: true}
+	cases := map[config.Mode]map[int64]record.Change{
+		config.ModeMirror: {1: record.Changed, 2: record.Changed, 3: record.Deleted, 4: record.Added, 5: record.Changed},
+		config.ModeUpsert: {1: record.Changed, 2: record.Changed, 4: record.Added, 5: record.Changed},
+		config.ModeUpdate: {1: record.Changed, 2: record.Changed, 5: record.Changed},
+		config.ModeInsert: {4: record.Added},
+		config.ModeAll:    {1: record.Changed, 2: record.Changed, 4: record.Added, 5: record.Changed},
+	}
+	for mode, want := range cases {
+		_, got, _ := s.diffWith(now, prev, mode, resend)
+		require.Equal(t, want, got, "mode %s", mode)
+	}
+
+	resend.Skip = map[string]bool{string(record.AppendInt(nil, 5)): true}
+	_, got, st := s.diffWith(now, prev, config.ModeMirror, resend)
+	require.Equal(t, map[int64]record.Change{1: record.Changed, 2: record.Changed, 3: record.Deleted, 4: record.Added}, got)
+	require.EqualValues(t, 1, st.Quarantined)
+	require.EqualValues(t, 2, st.Changes)
 }
 
 func TestCommitKeepsOldStateOfFailedKeys(t *testing.T) {

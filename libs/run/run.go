@@ -8,6 +8,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/ebb-etl/ebb/libs/config"
+	"github.com/ebb-etl/ebb/libs/source"
 )
 
 // State is where a run is in the pipeline.
@@ -137,6 +138,13 @@ type Run struct {
 	// Engine is the diff engine the run used, "local" or "warehouse" (the
 	// sync's engine: auto resolves to one of them when the run diffs).
 	Engine string `json:"engine,omitempty"`
+	// Columns are the model's columns and types as the run diffed them:
+	// its commit records them with the snapshot, for the next run to
+	// compare (snapshot.TypeChanges).
+	Columns []source.Column `json:"columns,omitempty"`
+	// TypeChanges says which columns changed type since the committed
+	// snapshot, and that the run therefore sends every row again.
+	TypeChanges []string `json:"type_changes,omitempty"`
 	// Snapshot objects: the model as diffed (the candidate) and the change set.
 	Candidate string `json:"candidate,omitempty"`
 	ChangeSet string `json:"change_set,omitempty"`

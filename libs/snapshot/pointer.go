@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ebb-etl/ebb/libs/source"
 )
 
 // Pointer names a sync's committed snapshot. It lives in the state bucket
@@ -25,6 +27,10 @@ type Pointer struct {
 	Object      string    `json:"object"`
 	Rows        int64     `json:"rows"`
 	CommittedAt time.Time `json:"committed_at"`
+	// Columns are the model's columns and types as the committing run
+	// diffed them; nil for a snapshot committed before types were
+	// recorded, whose types are unknown (see TypeChanges).
+	Columns []source.Column `json:"columns,omitempty"`
 }
 
 func pointerKey(sync string) string { return "snapshot." + sync }
@@ -58,6 +64,16 @@ func StorePointer(ctx context.Context, kv jetstream.KeyValue, sync string, p Poi
 	}
 	if err != nil {
 		return fmt.Errorf("moving snapshot pointer of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
+// DeletePointer removes a sync's pointer, failing if it moved since
+// revision: the sync then has no committed snapshot, and its next run sends
+// every row as an add (ebb sync reset).
+func DeletePointer(ctx context.Context, kv jetstream.KeyValue, sync string, revision uint64) error {
+	if err := kv.Delete(ctx, pointerKey(sync), jetstream.LastRevision(revision)); err != nil {
+		return fmt.Errorf("deleting snapshot pointer of sync %q: %w", sync, err)
 	}
 	return nil
 }

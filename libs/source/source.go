@@ -23,11 +23,17 @@ type Model struct {
 	PrimaryKey []string
 }
 
-// Column is one column of a model's result.
+// Column is one column of a model's result. The differ records a model's
+// columns with each committed snapshot, to notice a column whose type
+// changes (see snapshot.TypeChanges).
 type Column struct {
-	Name string
-	// Type is the warehouse's own type name, for messages.
-	Type string
+	Name string `json:"name"`
+	// Type is the warehouse's own type name.
+	Type string `json:"type"`
+	// Int is set for the integer types whose values fit int64: as a key
+	// part they are encoded with record.AppendInt, every other type as
+	// text (see Source). The source sets it as it resolves key columns.
+	Int bool `json:"int,omitempty"`
 }
 
 // HashFunc receives one row of ScanHashes. key and hash are only valid

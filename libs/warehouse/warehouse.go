@@ -131,10 +131,11 @@ type Previous struct {
 
 // Diff writes the run's snapshot table from the model, its change table
 // against prev, and the change set, in key order, to changes: the extractor
-// walks it as it walks the local engine's. Keys in skip (quarantined) are
-// left out of the change set. Every table is dropped and rebuilt, so a
-// retried diff starts over.
-func Diff(ctx context.Context, w source.Warehouse, m source.Model, mode config.Mode, skip map[string]bool,
+// walks it as it walks the local engine's. opts are the local engine's:
+// keys in opts.Skip (quarantined) are left out of the change set, and
+// opts.ResendCommon makes every key of both tables a change. Every table is
+// dropped and rebuilt, so a retried diff starts over.
+func Diff(ctx context.Context, w source.Warehouse, m source.Model, mode config.Mode, opts diff.Options,
 	prev Previous, t Tables, changes *snapshot.Writer) (diff.Stats, error) {
 	q, err := w.WarehouseSQL(ctx, m)
 	if err != nil {
@@ -162,11 +163,11 @@ func Diff(ctx context.Context, w source.Warehouse, m source.Model, mode config.M
 		}
 	}
 	if _, err := w.Exec(ctx, source.Stmt{SQL: "DROP TABLE IF EXISTS " + chg},
-		changeStatement(w, w.Table(prevTable), snap, chg, n, mode)); err != nil {
+		changeStatement(w, w.Table(prevTable), snap, chg, n, mode, opts.ResendCommon)); err != nil {
 		return st, fmt.Errorf("writing change table: %w", err)
 	}
-	if len(skip) > 0 {
-		if st.Quarantined, err = dropKeys(ctx, w, t.Changes, t.Keys, n, skip); err != nil {
+	if len(opts.Skip) > 0 {
+		if st.Quarantined, err = dropKeys(ctx, w, t.Changes, t.Keys, n, opts.Skip); err != nil {
 			return st, fmt.Errorf("leaving quarantined keys out: %w", err)
 		}
 	}
@@ -288,8 +289,9 @@ func checkKeys(ctx context.Context, w source.Warehouse, snap string, n int) (dif
 // each key's kind of change, and the mode keeps the kinds it sends. It
 // measured about 1.8 times faster than one statement per kind (anti-joins
 // for adds and deletes, a join for changes) on Postgres and DuckDB alike
-// (make bench, diff scenario), since both tables are read once.
-func changeStatement(w source.Warehouse, prev, snap, chg string, n int, mode config.Mode) source.Stmt {
+// (make bench, diff scenario), since both tables are read once. With
+// resend, a key in both tables is a change whatever its hashes.
+func changeStatement(w source.Warehouse, prev, snap, chg string, n int, mode config.Mode, resend bool) source.Stmt {
 	var keys, sides, kinds []string
 	for i := 1; i <= n; i++ {
 		keys = append(keys, fmt.Sprintf("COALESCE(nk%d, pk%d) AS k%d", i, i, i))
@@ -304,6 +306,9 @@ func changeStatement(w source.Warehouse, prev, snap, chg string, n int, mode con
 		kinds = []string{"'-'"} // no mode sends nothing; keep the SQL valid
 	}
 	kind := "CASE WHEN pk1 IS NULL THEN 'a' WHEN nk1 IS NULL THEN 'd' WHEN nh = ph THEN '" + string(diff.Unchanged) + "' ELSE 'c' END"
+	if resend {
+		kind = "CASE WHEN pk1 IS NULL THEN 'a' WHEN nk1 IS NULL THEN 'd' ELSE 'c' END"
+	}
 	return source.Stmt{SQL: create(w) + chg + " AS WITH j AS (SELECT " + strings.Join(sides, ", ") + ", n.h AS nh, p.h AS ph FROM " +
 		snap + " n FULL OUTER JOIN " + prev + " p ON " + sameKey("n", "p", n) + "), " +
 		"kinds AS (SELECT " + strings.Join(keys, ", ") + ", " + kind + " AS c FROM j) " +
@@ -485,6 +490,15 @@ func Patch(ctx context.Context, w source.Warehouse, t Tables, prev string, n int
 		return 0, fmt.Errorf("patching snapshot table: %w", err)
 	}
 	return w.QueryInt(ctx, "SELECT count(*) FROM "+snap)
+}
+
+// Drop drops a table of the snapshot schema (unqualified) if it exists,
+// such as a committed snapshot that ebb sync reset discards.
+func Drop(ctx context.Context, w source.Warehouse, table string) error {
+	if _, err := w.Exec(ctx, source.Stmt{SQL: "DROP TABLE IF EXISTS " + w.Table(table)}); err != nil {
+		return fmt.Errorf("dropping %s: %w", table, err)
+	}
+	return nil
 }
 
 // Export writes a snapshot table to the local engine's sorted file, for a

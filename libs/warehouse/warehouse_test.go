@@ -191,7 +191,7 @@ func (f *fixture) entries(name string, payload int) []string {
 
 // localDiff runs the local engine; it returns the candidate object, the
 // change set and the stats.
-func (f *fixture) localDiff(prev string, mode config.Mode, skip map[string]bool) (string, []string, diff.Stats) {
+func (f *fixture) localDiff(prev string, mode config.Mode, opts diff.Options) (string, []string, diff.Stats) {
 	ctx := context.Background()
 	pr, err := snapshot.Open(ctx, f.obs, prev, snapshot.SnapshotPayload)
 	require.NoError(f.t, err)
@@ -199,7 +199,7 @@ func (f *fixture) localDiff(prev string, mode config.Mode, skip map[string]bool)
 	cand, chg := f.name(), f.name()
 	next := snapshot.Create(ctx, f.obs, cand, snapshot.SnapshotPayload)
 	changes := snapshot.Create(ctx, f.obs, chg, snapshot.ChangesPayload)
-	st, err := diff.ComputeSkipping(ctx, f.w, f.model(), mode, skip, pr, next, changes)
+	st, err := diff.ComputeWith(ctx, f.w, f.model(), mode, opts, pr, next, changes)
 	require.NoError(f.t, err)
 	require.NoError(f.t, next.Close())
 	require.NoError(f.t, changes.Close())
@@ -207,12 +207,12 @@ func (f *fixture) localDiff(prev string, mode config.Mode, skip map[string]bool)
 }
 
 // warehouseDiff runs the warehouse engine for a new run id.
-func (f *fixture) warehouseDiff(prev warehouse.Previous, mode config.Mode, skip map[string]bool) (warehouse.Tables, []string, diff.Stats) {
+func (f *fixture) warehouseDiff(prev warehouse.Previous, mode config.Mode, opts diff.Options) (warehouse.Tables, []string, diff.Stats) {
 	ctx := context.Background()
 	tables := warehouse.RunTables("tag123", "sync-under_test", run.NewID())
 	chg := f.name()
 	changes := snapshot.Create(ctx, f.obs, chg, snapshot.ChangesPayload)
-	st, err := warehouse.Diff(ctx, f.w, f.model(), mode, skip, prev, tables, changes)
+	st, err := warehouse.Diff(ctx, f.w, f.model(), mode, opts, prev, tables, changes)
 	require.NoError(f.t, err)
 	require.NoError(f.t, changes.Close())
 	return tables, f.entries(chg, snapshot.ChangesPayload), st
@@ -271,36 +271,37 @@ func testEnginesAgree(t *testing.T, env sourcetest.Env) {
 		f.write(v1)
 		for _, mode := range config.Modes {
 			msg := fmt.Sprintf("round %d, first run, mode %s", round, mode)
-			_, lc, ls := f.localDiff("", mode, nil)
-			_, wc, ws := f.warehouseDiff(warehouse.Previous{}, mode, nil)
+			_, lc, ls := f.localDiff("", mode, diff.Options{})
+			_, wc, ws := f.warehouseDiff(warehouse.Previous{}, mode, diff.Options{})
 			require.Equal(t, lc, wc, msg)
 			sameStats(t, ls, ws, msg)
 		}
-		local1, _, _ := f.localDiff("", config.ModeMirror, nil)
-		wh1, _, _ := f.warehouseDiff(warehouse.Previous{}, config.ModeMirror, nil)
+		local1, _, _ := f.localDiff("", config.ModeMirror, diff.Options{})
+		wh1, _, _ := f.warehouseDiff(warehouse.Previous{}, config.ModeMirror, diff.Options{})
 		require.Equal(t, f.entries(local1, snapshot.SnapshotPayload), f.export(wh1.Snapshot), "round %d: same snapshot", round)
 
 		v2 := edit(r, v1)
 		f.write(v2)
-		skip := map[string]bool{}
+		// Round 1 also resends every common key, as after a type change.
+		opts := diff.Options{ResendCommon: round == 1}
 		if round > 0 {
-			skip = randomKeys(r, f, []string{local1}, 0.05)
+			opts.Skip = randomKeys(r, f, []string{local1}, 0.05)
 		}
 		for _, mode := range config.Modes {
 			msg := fmt.Sprintf("round %d, second run, mode %s", round, mode)
-			_, lc, ls := f.localDiff(local1, mode, skip)
-			_, wc, ws := f.warehouseDiff(warehouse.Previous{Table: wh1.Snapshot}, mode, skip)
+			_, lc, ls := f.localDiff(local1, mode, opts)
+			_, wc, ws := f.warehouseDiff(warehouse.Previous{Table: wh1.Snapshot}, mode, opts)
 			require.Equal(t, lc, wc, msg)
 			sameStats(t, ls, ws, msg)
 			// After local runs: the object is loaded into a table.
-			_, mc, ms := f.warehouseDiff(warehouse.Previous{Object: f.reader(local1)}, mode, skip)
+			_, mc, ms := f.warehouseDiff(warehouse.Previous{Object: f.reader(local1)}, mode, opts)
 			require.Equal(t, lc, mc, msg+", from the local engine's snapshot")
 			sameStats(t, ls, ms, msg+", from the local engine's snapshot")
 		}
 
 		// Invariant 1: failed keys keep their old entry (or absence).
-		local2, _, _ := f.localDiff(local1, config.ModeMirror, nil)
-		wh2, _, _ := f.warehouseDiff(warehouse.Previous{Table: wh1.Snapshot}, config.ModeMirror, nil)
+		local2, _, _ := f.localDiff(local1, config.ModeMirror, diff.Options{})
+		wh2, _, _ := f.warehouseDiff(warehouse.Previous{Table: wh1.Snapshot}, config.ModeMirror, diff.Options{})
 		keep := randomKeys(r, f, []string{local1, local2}, 0.1)
 		committed := f.name()
 		out := snapshot.Create(context.Background(), f.obs, committed, snapshot.SnapshotPayload)
@@ -330,7 +331,7 @@ func testKeyErrors(t *testing.T, env sourcetest.Env) {
 	f.exec("INSERT INTO " + f.env.Table("model") + " VALUES (1, 'x', NULL, 0), (2, 'y', NULL, 0), (2, 'y', NULL, 1), (NULL, 'z', NULL, 0)")
 	tables := warehouse.RunTables("tag123", "s", run.NewID())
 	changes := snapshot.Create(context.Background(), f.obs, f.name(), snapshot.ChangesPayload)
-	_, err := warehouse.Diff(context.Background(), f.w, f.model(), config.ModeMirror, nil, warehouse.Previous{}, tables, changes)
+	_, err := warehouse.Diff(context.Background(), f.w, f.model(), config.ModeMirror, diff.Options{}, warehouse.Previous{}, tables, changes)
 	changes.Abort(err)
 	var ke *diff.KeyError
 	require.ErrorAs(t, err, &ke)
@@ -339,7 +340,7 @@ func testKeyErrors(t *testing.T, env sourcetest.Env) {
 	// A one-column key is counted another way (count(DISTINCT k1)).
 	one := source.Model{SQL: "SELECT a, v FROM " + f.env.Table("model"), PrimaryKey: []string{"a"}}
 	changes = snapshot.Create(context.Background(), f.obs, f.name(), snapshot.ChangesPayload)
-	_, err = warehouse.Diff(context.Background(), f.w, one, config.ModeMirror, nil, warehouse.Previous{}, tables, changes)
+	_, err = warehouse.Diff(context.Background(), f.w, one, config.ModeMirror, diff.Options{}, warehouse.Previous{}, tables, changes)
 	changes.Abort(err)
 	require.ErrorAs(t, err, &ke)
 	require.Equal(t, "model has 1 duplicate primary keys (first: 2) and 1 rows with a NULL in the primary key (first: NULL); nothing was sent", err.Error())
@@ -354,9 +355,9 @@ func TestKeyErrorsRedshift(t *testing.T) { testKeyErrors(t, rstest.Env(t)) }
 func testClean(t *testing.T, env sourcetest.Env) {
 	f := newFixture(t, env)
 	f.write(randomTable(rand.New(rand.NewPCG(1, 2)), 20))
-	committed, _, _ := f.warehouseDiff(warehouse.Previous{}, config.ModeMirror, nil)
-	active, _, _ := f.warehouseDiff(warehouse.Previous{Table: committed.Snapshot}, config.ModeMirror, nil)
-	over, _, _ := f.warehouseDiff(warehouse.Previous{Table: committed.Snapshot}, config.ModeMirror, nil)
+	committed, _, _ := f.warehouseDiff(warehouse.Previous{}, config.ModeMirror, diff.Options{})
+	active, _, _ := f.warehouseDiff(warehouse.Previous{Table: committed.Snapshot}, config.ModeMirror, diff.Options{})
+	over, _, _ := f.warehouseDiff(warehouse.Previous{Table: committed.Snapshot}, config.ModeMirror, diff.Options{})
 	f.exec("CREATE TABLE " + f.w.Table("not_ours") + " (i INTEGER)")
 	other := warehouse.RunTables("tag456", "sync-under_test", run.NewID()).Snapshot // another deployment's
 	f.exec("CREATE TABLE " + f.w.Table(other) + " (i INTEGER)")

@@ -43,7 +43,7 @@ func (b *whBench) diff(ctx context.Context, prev warehouse.Previous, t warehouse
 	name := snapshot.ObjectName("bench", t.Snapshot, "changes")
 	changes := snapshot.Create(ctx, b.env.plane.Snapshots, name, snapshot.ChangesPayload)
 	start := time.Now()
-	st, err := warehouse.Diff(ctx, b.w, b.m, config.ModeMirror, nil, prev, t, changes)
+	st, err := warehouse.Diff(ctx, b.w, b.m, config.ModeMirror, diff.Options{}, prev, t, changes)
 	if err != nil {
 		changes.Abort(err)
 		return st, 0, err

@@ -60,6 +60,16 @@ func TestPauseResumeCancel(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// The API refuses what the CLI refuses: a destination URL that is not
+// absolute http(s), whoever sends it.
+func TestCreateDestinationChecksURL(t *testing.T) {
+	env := admintest.Start(t, "")
+	c := env.Client(t, "")
+	_, err := c.CreateDestination(t.Context(), &adminv1.CreateDestinationRequest{Destination: &adminv1.Destination{
+		Name: "hook", Type: "webhook", Config: mustStruct(t, map[string]any{"url": "127.0.0.1:9000/hook"})}})
+	requireCode(t, err, codes.InvalidArgument, "config.url", `destination "hook"`, "absolute http:// or https:// URL")
+}
+
 func TestApplyChecksTheCatalog(t *testing.T) {
 	env := admintest.Start(t, "")
 	c := env.Client(t, "")

@@ -173,7 +173,7 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 	if err != nil {
 		return err
 	}
-	engine, stats, err := s.computeDiff(ctx, log, plan, r, skip)
+	engine, stats, types, err := s.computeDiff(ctx, log, plan, r, skip)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -208,6 +208,7 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 		r.QuarantineSet = quarantined
 		r.Planned = run.Planned{Adds: stats.Adds, Changes: stats.Changes, Deletes: stats.Deletes}
 		r.Engine = engine
+		r.Columns, r.TypeChanges = types.columns, types.changes
 		r.Candidate = ""
 		if engine == engineLocal {
 			r.Candidate = snapshot.AttemptName(r.Sync, r.ID, "snapshot", attempt)
@@ -227,6 +228,9 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 	}
 	log.Info().Str("engine", engine).Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
+	if len(types.changes) > 0 {
+		log.Warn().Strs(fieldTypeChanges, types.changes).Msg("columns changed type since the committed snapshot; every row is planned again")
+	}
 	if r.Planned.Total() == 0 {
 		return s.commit(ctx, log, r)
 	}
@@ -349,7 +353,8 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	if err != nil {
 		return err
 	}
-	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
+	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC(),
+		Columns: committedColumns(r, prev)}
 	if len(keep) > 0 {
 		prevObj := prev.Object
 		if prev.InWarehouse() {

@@ -24,36 +24,43 @@ const (
 )
 
 // computeDiff diffs the model against the committed snapshot with the
-// sync's engine, leaving the keys in skip (quarantined) out, writing the change set object and the candidate snapshot
-// (an object for the local engine, a table for the warehouse engine). It
-// returns the engine used.
+// sync's engine, leaving the keys in skip (quarantined) out, writing the
+// change set object and the candidate snapshot (an object for the local
+// engine, a table for the warehouse engine). It
+// returns the engine used and the model's types (see checkTypes): a change
+// of type makes it plan every row again.
 //
 // A snapshot committed by the other engine is carried over rather than
 // thrown away, so a switch never resends everything nor loses a delete:
 // the local engine copies the previous snapshot table into an object first,
 // the warehouse engine loads the previous object into a table.
-func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r *run.Run, skip map[string]bool) (string, diff.Stats, error) {
+func (s *service) computeDiff(ctx context.Context, log zerolog.Logger, p plan, r *run.Run, skip map[string]bool) (string, diff.Stats, modelTypes, error) {
 	src, err := s.OpenSource(ctx, p.src)
 	if err != nil {
-		return "", diff.Stats{}, source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", p.src.Name, err))
+		return "", diff.Stats{}, modelTypes{}, source.MarkTransient(nil, fmt.Errorf("opening source %q: %w", p.src.Name, err))
 	}
 	defer src.Close()
 	engine, err := chooseEngine(ctx, log, p, src)
 	if err != nil {
-		return "", diff.Stats{}, source.MarkTransient(src, err)
+		return "", diff.Stats{}, modelTypes{}, source.MarkTransient(src, err)
 	}
 	ptr, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {
-		return "", diff.Stats{}, err
+		return "", diff.Stats{}, modelTypes{}, err
 	}
+	types, err := checkTypes(ctx, src, p.sync, ptr)
+	if err != nil {
+		return "", diff.Stats{}, modelTypes{}, source.MarkTransient(src, err)
+	}
+	opts := diff.Options{Skip: skip, ResendCommon: len(types.changes) > 0}
 	model := source.Model{SQL: p.sync.Model.SQL, PrimaryKey: p.sync.Model.PrimaryKey}
 	var stats diff.Stats
 	if engine == engineWarehouse {
-		stats, err = s.diffInWarehouse(ctx, src.(source.Warehouse), model, p.sync.Mode, skip, ptr, r)
+		stats, err = s.diffInWarehouse(ctx, src.(source.Warehouse), model, p.sync.Mode, opts, ptr, r)
 	} else {
-		stats, err = s.diffLocally(ctx, src, model, p.sync.Mode, skip, ptr, r)
+		stats, err = s.diffLocally(ctx, src, model, p.sync.Mode, opts, ptr, r)
 	}
-	return engine, stats, source.MarkTransient(src, err)
+	return engine, stats, types, source.MarkTransient(src, err)
 }
 
 // chooseEngine resolves the sync's engine for this run. auto takes the
@@ -90,7 +97,7 @@ func (s *service) changeSet(ctx context.Context, r *run.Run) *snapshot.Writer {
 
 // diffLocally is the local engine: a merge of the model's keys and hashes
 // with the previous snapshot object.
-func (s *service) diffLocally(ctx context.Context, src source.Source, m source.Model, mode config.Mode, skip map[string]bool,
+func (s *service) diffLocally(ctx context.Context, src source.Source, m source.Model, mode config.Mode, opts diff.Options,
 	ptr snapshot.Pointer, r *run.Run) (diff.Stats, error) {
 	prevObj := ptr.Object
 	if ptr.InWarehouse() {
@@ -106,7 +113,7 @@ func (s *service) diffLocally(ctx context.Context, src source.Source, m source.M
 	defer prev.Close()
 	next := snapshot.Create(ctx, s.Plane.Snapshots, snapshot.AttemptName(r.Sync, r.ID, "snapshot", r.Claims), snapshot.SnapshotPayload)
 	changes := s.changeSet(ctx, r)
-	stats, err := diff.ComputeSkipping(ctx, src, m, mode, skip, prev, next, changes)
+	stats, err := diff.ComputeWith(ctx, src, m, mode, opts, prev, next, changes)
 	if err != nil {
 		next.Abort(err)
 		changes.Abort(err)
@@ -137,7 +144,7 @@ func (s *service) copyTable(ctx context.Context, src source.Source, ptr snapshot
 
 // diffInWarehouse is the warehouse engine: the run's snapshot and change
 // tables, and the change set object the extractor walks.
-func (s *service) diffInWarehouse(ctx context.Context, w source.Warehouse, m source.Model, mode config.Mode, skip map[string]bool,
+func (s *service) diffInWarehouse(ctx context.Context, w source.Warehouse, m source.Model, mode config.Mode, opts diff.Options,
 	ptr snapshot.Pointer, r *run.Run) (diff.Stats, error) {
 	var prev warehouse.Previous
 	if ptr.InWarehouse() {
@@ -155,7 +162,7 @@ func (s *service) diffInWarehouse(ctx context.Context, w source.Warehouse, m sou
 		return diff.Stats{}, err
 	}
 	changes := s.changeSet(ctx, r)
-	stats, err := warehouse.Diff(ctx, w, m, mode, skip, prev, t, changes)
+	stats, err := warehouse.Diff(ctx, w, m, mode, opts, prev, t, changes)
 	if err != nil {
 		changes.Abort(err)
 		return stats, err
@@ -179,7 +186,8 @@ func (s *service) movePointerInWarehouse(ctx context.Context, log zerolog.Logger
 	if err != nil {
 		return err
 	}
-	next := snapshot.Pointer{RunID: r.ID, Engine: engineWarehouse, Table: t.Snapshot, Rows: r.ModelRows, CommittedAt: time.Now().UTC()}
+	next := snapshot.Pointer{RunID: r.ID, Engine: engineWarehouse, Table: t.Snapshot, Rows: r.ModelRows, CommittedAt: time.Now().UTC(),
+		Columns: committedColumns(r, prev)}
 	if len(keep) > 0 {
 		src, err := s.openWarehouse(ctx, r.Spec.Source)
 		if err != nil {

@@ -21,6 +21,31 @@ func TestTypesMatchConfig(t *testing.T) {
 	assert.Equal(t, want, builtin.Types())
 }
 
+// config.URLFields, which validation checks statically, lists every field
+// of type url of the specs, and the webhook's url.
+func TestURLFieldsMatchConfig(t *testing.T) {
+	want := map[string][]string{"webhook": {"url"}}
+	for _, typ := range builtin.Types() {
+		spec, ok := builtin.Spec(typ)
+		if !ok {
+			continue
+		}
+		for _, f := range spec.Fields {
+			if f.Type == destination.TypeURL {
+				want[typ] = append(want[typ], f.Name)
+			}
+		}
+	}
+	got := map[string][]string{}
+	for typ, fields := range config.URLFields {
+		got[typ] = slices.Sorted(slices.Values(fields))
+	}
+	for typ := range want {
+		slices.Sort(want[typ])
+	}
+	assert.Equal(t, want, got)
+}
+
 func TestOpenWebhookExpandsEnv(t *testing.T) {
 	var gotAuth string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

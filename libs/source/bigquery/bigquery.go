@@ -201,7 +201,7 @@ func (s *Source) Columns(ctx context.Context, sql string) ([]source.Column, erro
 	}
 	cols := make([]source.Column, len(schema))
 	for i, f := range schema {
-		cols[i] = source.Column{Name: f.Name, Type: typeName(f)}
+		cols[i] = source.Column{Name: f.Name, Type: typeName(f), Int: f.Type == bq.IntegerFieldType}
 	}
 	return cols, nil
 }

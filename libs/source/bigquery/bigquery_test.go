@@ -113,7 +113,7 @@ func TestUnrepresentable(t *testing.T) {
 	require.EqualError(t, src.ScanRows(context.Background(), model("SELECT * FROM iv", "id"), nil, noRow), want)
 	cols, err := src.Columns(context.Background(), "SELECT * FROM iv")
 	require.NoError(t, err)
-	require.Equal(t, []source.Column{{Name: "id", Type: "INT64"}, {Name: "st", Type: "STRUCT<wait INTERVAL>"}}, cols)
+	require.Equal(t, []source.Column{{Name: "id", Type: "INT64", Int: true}, {Name: "st", Type: "STRUCT<wait INTERVAL>"}}, cols)
 }
 
 // TestNestedValues checks STRUCT, ARRAY, JSON, BIGNUMERIC and the civil

@@ -29,7 +29,7 @@ func (s *Source) columns(ctx context.Context, sql string) ([]source.Column, erro
 	}
 	cols := make([]source.Column, len(types))
 	for i, t := range types {
-		cols[i] = source.Column{Name: t.Name(), Type: t.DatabaseTypeName()}
+		cols[i] = source.Column{Name: t.Name(), Type: t.DatabaseTypeName(), Int: intTypes[t.DatabaseTypeName()]}
 	}
 	return cols, rows.Close()
 }
@@ -49,7 +49,7 @@ func (s *Source) keys(ctx context.Context, m source.Model) ([]source.Column, []q
 	for i, c := range cols {
 		names[i] = c.Name
 	}
-	keys, err := query.Keys(names, m.PrimaryKey, func(i int) bool { return intTypes[cols[i].Type] })
+	keys, err := query.Keys(names, m.PrimaryKey, func(i int) bool { return cols[i].Int })
 	return cols, keys, err
 }
 

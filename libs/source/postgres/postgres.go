@@ -96,7 +96,7 @@ func (s *Source) Columns(ctx context.Context, sql string) ([]source.Column, erro
 		if err != nil {
 			return nil, err
 		}
-		cols[i] = source.Column{Name: f.Name, Type: name}
+		cols[i] = source.Column{Name: f.Name, Type: name, Int: isIntOID(f.DataTypeOID)}
 	}
 	return cols, nil
 }
@@ -278,13 +278,17 @@ func keysOf(fields []pgconn.FieldDescription, primaryKey []string) ([]query.Key,
 	for i, f := range fields {
 		names[i] = f.Name
 	}
-	return query.Keys(names, primaryKey, func(i int) bool {
-		switch fields[i].DataTypeOID {
-		case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
-			return true
-		}
-		return false
-	})
+	return query.Keys(names, primaryKey, func(i int) bool { return isIntOID(fields[i].DataTypeOID) })
+}
+
+// isIntOID reports whether a type is one of the integers keys encode as
+// integers.
+func isIntOID(oid uint32) bool {
+	switch oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
+		return true
+	}
+	return false
 }
 
 // appendKey encodes the key columns of a row, integers in binary format.

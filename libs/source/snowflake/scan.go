@@ -24,7 +24,7 @@ func (s *Source) Columns(ctx context.Context, sql string) ([]source.Column, erro
 	}
 	out := make([]source.Column, len(cols))
 	for i, c := range cols {
-		out[i] = source.Column{Name: c.name, Type: c.typ}
+		out[i] = source.Column{Name: c.name, Type: c.sqlType(), Int: c.isInt()}
 	}
 	return out, nil
 }
@@ -44,8 +44,8 @@ func (s *Source) describe(ctx context.Context, sql string) ([]column, error) {
 	cols := make([]column, len(types))
 	for i, t := range types {
 		cols[i] = column{name: t.Name(), typ: t.DatabaseTypeName()}
-		if _, scale, ok := t.DecimalSize(); ok {
-			cols[i].scale = scale
+		if precision, scale, ok := t.DecimalSize(); ok {
+			cols[i].precision, cols[i].scale = precision, scale
 		}
 	}
 	return cols, rows.Close()

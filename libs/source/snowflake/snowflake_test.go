@@ -99,7 +99,7 @@ func TestKeyPairAuthentication(t *testing.T) {
 	cfg["private_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	cols, err := open(t, cfg).Columns(context.Background(), "SELECT 1 AS one")
 	require.NoError(t, err)
-	require.Equal(t, []source.Column{{Name: "one", Type: "FIXED"}}, cols)
+	require.Equal(t, []source.Column{{Name: "one", Type: "NUMBER(38,0)", Int: true}}, cols)
 
 	// Another key, in PKCS#1 form, is refused.
 	other, err := rsa.GenerateKey(rand.Reader, 2048)

@@ -2,6 +2,7 @@ package snowflake
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -16,8 +17,18 @@ type column struct {
 	name string
 	// typ is the driver's upper-case name of Snowflake's wire type: FIXED
 	// for every NUMBER, TEXT, TIMESTAMP_TZ, VARIANT, ...
-	typ   string
-	scale int64
+	typ              string
+	precision, scale int64
+}
+
+// sqlType names the column's type as Snowflake's SQL does, for
+// source.Column: NUMBER(p,s) for FIXED, whose precision and scale decide
+// how values and keys are read, the wire type's name otherwise.
+func (c column) sqlType() string {
+	if c.typ == "FIXED" {
+		return fmt.Sprintf("NUMBER(%d,%d)", cmp.Or(c.precision, 38), c.scale)
+	}
+	return c.typ
 }
 
 // isInt reports whether the column is an integer NUMBER, encoded in keys

@@ -128,15 +128,18 @@ func requireIncreasing(t testing.TB, keys []record.Key) {
 
 func intKey(id int64) record.Key { return record.AppendInt(nil, id) }
 
+// testColumns checks names and types, and that Int marks the columns keys
+// encode as integers: the differ compares it across runs.
 func testColumns(t *testing.T, e Env) {
-	Exec(t, e, "CREATE TABLE "+e.Table("cols")+" (id integer, name text)")
+	Exec(t, e, "CREATE TABLE "+e.Table("cols")+" (id integer, name text, big bigint, dec numeric(20,6))")
 	cols, err := Open(t, e).Columns(context.Background(), "SELECT * FROM "+e.Table("cols")+" -- a comment\n;\n")
 	require.NoError(t, err)
-	require.Len(t, cols, 2)
-	require.Equal(t, []string{"id", "name"}, []string{cols[0].Name, cols[1].Name})
+	require.Len(t, cols, 4)
+	require.Equal(t, []string{"id", "name", "big", "dec"}, []string{cols[0].Name, cols[1].Name, cols[2].Name, cols[3].Name})
 	for _, c := range cols {
 		require.NotEmpty(t, c.Type, c.Name)
 	}
+	require.Equal(t, []bool{true, false, true, false}, []bool{cols[0].Int, cols[1].Int, cols[2].Int, cols[3].Int})
 }
 
 // testCompositeKey reads an (int, text) key with unicode text and NULLs in

@@ -356,7 +356,7 @@ func (c *checker) localDiff(prev string) (string, []entry, diff.Stats) {
 	cand, chg := c.name(), c.name()
 	next := snapshot.Create(c.ctx, c.obs, cand, snapshot.SnapshotPayload)
 	changes := snapshot.Create(c.ctx, c.obs, chg, snapshot.ChangesPayload)
-	st, err := diff.ComputeSkipping(c.ctx, c.w, c.m, config.ModeMirror, nil, c.reader(prev), next, changes)
+	st, err := diff.ComputeWith(c.ctx, c.w, c.m, config.ModeMirror, diff.Options{}, c.reader(prev), next, changes)
 	require.NoError(c.t, err)
 	require.NoError(c.t, next.Close())
 	require.NoError(c.t, changes.Close())
@@ -368,7 +368,7 @@ func (c *checker) warehouseDiff(prev warehouse.Previous) (warehouse.Tables, []en
 	tables := warehouse.RunTables(Tag, "sync-under_test", run.NewID())
 	chg := c.name()
 	changes := snapshot.Create(c.ctx, c.obs, chg, snapshot.ChangesPayload)
-	st, err := warehouse.Diff(c.ctx, c.w, c.m, config.ModeMirror, nil, prev, tables, changes)
+	st, err := warehouse.Diff(c.ctx, c.w, c.m, config.ModeMirror, diff.Options{}, prev, tables, changes)
 	if err != nil {
 		changes.Abort(err)
 	}

@@ -33,7 +33,13 @@ func Commands(g *Globals) []*cobra.Command {
 
 // Exit codes of `sync run --wait` besides 0 (the run succeeded) and 1 (any
 // other error).
-const ExitRunFailed = 2
+const (
+	// ExitRunFailed: the run ended failed (or with records that failed).
+	ExitRunFailed = 2
+	// ExitAwaitingApproval: the run stopped at a safety check before
+	// sending anything, and waits for `ebb runs approve` (or a cancel).
+	ExitAwaitingApproval = 3
+)
 
 // exitError carries the process exit status for an error.
 type exitError struct {

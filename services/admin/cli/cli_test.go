@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
+	"github.com/ebb-etl/ebb/libs/snapshot"
 	"github.com/ebb-etl/ebb/services/admin/cli"
 	"github.com/ebb-etl/ebb/services/admin/internal/admintest"
 )
@@ -116,6 +118,23 @@ func TestApplyNamesFileLine(t *testing.T) {
 	f, err := env.Configs.Load(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, f.Sources)
+}
+
+// Issue 13, item 9 (its static part): plan and apply refuse a
+// destination URL that is not an absolute http(s) URL, naming the file,
+// line, destination and field; a ${VAR} reference is left to the process
+// that connects.
+func TestPlanRefusesADestinationURL(t *testing.T) {
+	env := admintest.Start(t, "")
+	for _, cmd := range []string{"plan", "apply"} {
+		file := writeFile(t, strings.Replace(ebbYAML, `"http://127.0.0.1:9000/hook"`, `"not a url"`, 1))
+		_, err := ebb(t, env, "", cmd, "-f", file)
+		require.EqualError(t, err, file+`:8:20: destinations[0].config.url: destination "crm_hook": `+
+			`want an absolute http:// or https:// URL, such as https://example.com/hook`, cmd)
+	}
+	file := writeFile(t, strings.Replace(ebbYAML, `"http://127.0.0.1:9000/hook"`, `"${CRM_HOOK_URL}"`, 1))
+	_, err := ebb(t, env, "", "plan", "-f", file)
+	require.NoError(t, err)
 }
 
 func TestInspect(t *testing.T) {
@@ -235,11 +254,7 @@ func TestSyncRunWait(t *testing.T) {
 				out, err := ebb(t, env, "", "sync", "run", "customers_to_crm", "--wait", "--timeout", "1m")
 				done <- result{out, err}
 			}()
-			var id string
-			require.Eventually(t, func() bool {
-				id, _ = env.Runs.ActiveID(t.Context(), "customers_to_crm")
-				return id != ""
-			}, 10*time.Second, 10*time.Millisecond)
+			id := startedRun(t, env)
 			errMsg := ""
 			if tc.state == run.Failed {
 				errMsg = "boom"
@@ -261,6 +276,22 @@ func TestSyncRunWaitTimeout(t *testing.T) {
 	require.ErrorContains(t, err, "after 100ms")
 	require.Equal(t, 1, cli.ExitCode(err))
 	require.Contains(t, out, "pending · adds 0/0")
+}
+
+// startedRun waits for the run `sync run` starts and returns its id. The
+// sync's active slot names the run a moment before the run is written.
+func startedRun(t *testing.T, env *admintest.Env) string {
+	t.Helper()
+	var id string
+	require.Eventually(t, func() bool {
+		id, _ = env.Runs.ActiveID(t.Context(), "customers_to_crm")
+		if id == "" {
+			return false
+		}
+		_, err := env.Runs.Get(t.Context(), "customers_to_crm", id)
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	return id
 }
 
 // finish moves a run through delivering to its final state, with 2 of 3
@@ -305,4 +336,108 @@ func TestAuthAndConnectErrors(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	require.Equal(t, 0, cli.ExitCode(nil))
 	require.Equal(t, 1, cli.ExitCode(os.ErrNotExist))
+}
+
+// Issue 13, item 11: --wait on a run that stops at a safety check prints
+// why and the approve command, and exits with its own code at once
+// instead of waiting out its timeout.
+func TestSyncRunWaitAwaitingApproval(t *testing.T) {
+	env := admintest.Start(t, "")
+	_, err := ebb(t, env, "", "apply", "-f", writeFile(t, ebbYAML))
+	require.NoError(t, err)
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := ebb(t, env, "", "sync", "run", "customers_to_crm", "--wait", "--timeout", "1m")
+		done <- result{out, err}
+	}()
+	id := startedRun(t, env)
+	reason := "planned deletes are 600 of 1000 rows (60.0%), above safety.max_delete_share 50.0%"
+	_, err = env.Runs.Update(t.Context(), "customers_to_crm", id, func(r *run.Run) error {
+		r.State, r.SafetyStop, r.Planned.Deletes = run.AwaitingApproval, reason, 600
+		return nil
+	})
+	require.NoError(t, err)
+
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("--wait still waits on a run awaiting approval")
+	}
+	require.Equal(t, cli.ExitAwaitingApproval, cli.ExitCode(res.err), "error: %v", res.err)
+	require.ErrorContains(t, res.err, "run "+id+" is awaiting approval")
+	require.Contains(t, res.out, "run "+id+" stopped before sending anything: "+reason+"\n")
+	require.Contains(t, res.out, "ebb runs approve "+id+"\n")
+	require.Contains(t, res.out, "ebb runs cancel "+id+"\n")
+}
+
+// executeWithInput runs the client commands with stdin.
+func executeWithInput(t *testing.T, env *admintest.Env, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "ebb", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(cli.Commands(&cli.Globals{Server: env.Addr})...)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+// `ebb sync reset` asks on a terminal, refuses without one unless --yes,
+// and prints what it dropped, as text or JSON.
+func TestSyncReset(t *testing.T) {
+	env := admintest.Start(t, "")
+	ctx := t.Context()
+	_, err := ebb(t, env, "", "apply", "-f", writeFile(t, ebbYAML))
+	require.NoError(t, err)
+	state, err := env.NATS.JS.KeyValue(ctx, bus.BucketState)
+	require.NoError(t, err)
+	committed := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	require.NoError(t, snapshot.StorePointer(ctx, state, "customers_to_crm",
+		snapshot.Pointer{RunID: "01KAXRUN", Engine: "local", Rows: 1000, CommittedAt: committed}, 0))
+	pointer := func() uint64 {
+		_, rev, err := snapshot.LoadPointer(ctx, state, "customers_to_crm")
+		require.NoError(t, err)
+		return rev
+	}
+
+	_, err = executeWithInput(t, env, "y\n", "sync", "reset", "customers_to_crm")
+	require.ErrorContains(t, err, "sync customers_to_crm not reset: standard input is not a terminal")
+	require.ErrorContains(t, err, "pass --yes")
+	require.NotZero(t, pointer(), "refused without a terminal")
+
+	restore := cli.SetTerminal(true)
+	defer restore()
+	out, err := executeWithInput(t, env, "n\n", "sync", "reset", "customers_to_crm")
+	require.ErrorContains(t, err, "sync customers_to_crm not reset: not confirmed")
+	require.Contains(t, out, "Reset sync customers_to_crm? Its next run sends every row of the model as an add. [y/N] ")
+	require.NotZero(t, pointer(), "kept when not confirmed")
+
+	out, err = executeWithInput(t, env, "yes\n", "sync", "reset", "customers_to_crm")
+	require.NoError(t, err)
+	require.Contains(t, out, "reset sync customers_to_crm: dropped the snapshot of run 01KAXRUN (local engine, 1000 rows, committed ")
+	require.Contains(t, out, "its next run sends every row as an add\n")
+	require.Zero(t, pointer())
+	restore()
+
+	out, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "--yes", "-o", "json")
+	require.NoError(t, err)
+	var resp map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &resp), out)
+	require.Equal(t, false, resp["dropped"])
+	out, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "-y")
+	require.NoError(t, err)
+	require.Equal(t, "sync customers_to_crm has no committed snapshot: its next run sends every row as an add\n", out)
+
+	id, err := env.Runs.Create(ctx, "customers_to_crm", "manual")
+	require.NoError(t, err)
+	_, err = ebb(t, env, "", "sync", "reset", "customers_to_crm", "--yes")
+	require.ErrorContains(t, err, "has an active run "+id.ID)
+	require.Equal(t, 1, cli.ExitCode(err))
 }

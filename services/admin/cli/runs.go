@@ -89,6 +89,7 @@ func runsGetCmd(g *Globals) *cobra.Command {
 					"trigger", r.GetTrigger(),
 					"error", orDash(r.GetError()),
 					"safety stop", orDash(r.GetSafetyStop()),
+					"type changes", orDash(strings.Join(r.GetTypeChanges(), "; ")),
 					"engine", orDash(r.GetEngine()),
 					"model rows", itoa(r.GetModelRows()),
 					"extracted", itoa(r.GetExtracted()),

@@ -21,7 +21,7 @@ const pollEvery = 500 * time.Millisecond
 func syncCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "sync", Aliases: []string{"syncs"}, Short: "Inspect, run and delete syncs"}
 	cmd.AddCommand(syncListCmd(g), syncGetCmd(g), syncRunCmd(g), syncDeleteCmd(g),
-		syncQuarantineCmd(g), syncRetryCmd(g), syncPauseCmd(g), syncResumeCmd(g), syncPlanCmd(g))
+		syncQuarantineCmd(g), syncRetryCmd(g), syncPauseCmd(g), syncResumeCmd(g), syncPlanCmd(g), syncResetCmd(g))
 	return cmd
 }
 
@@ -144,7 +144,8 @@ func syncRunCmd(g *Globals) *cobra.Command {
 		Use:   "run NAME",
 		Short: "Start a run of a sync and print its id",
 		Long: "run starts a run of the sync and prints its id. With --wait it follows the run " +
-			"and exits 0 when it succeeded, 2 when it failed, 1 on any other error.",
+			"and exits 0 when it succeeded, 2 when it failed, 3 when it stopped for approval at a safety " +
+			"check (it prints why, and the `ebb runs approve` command that lets it go on), 1 on any other error.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(g, func(c *client) error {
@@ -187,6 +188,9 @@ func follow(ctx context.Context, w io.Writer, c *client, id string, timeout time
 			fmt.Fprintf(w, "run %s %s\n", id, r.Summary())
 			return outcome(r)
 		}
+		if r.State == run.AwaitingApproval {
+			return awaitingApproval(w, r)
+		}
 		if line := r.Summary(); line != last {
 			fmt.Fprintln(w, line)
 			last = line
@@ -197,6 +201,16 @@ func follow(ctx context.Context, w io.Writer, c *client, id string, timeout time
 		case <-tick.C:
 		}
 	}
+}
+
+// awaitingApproval reports a run stopped at a safety check: it sends
+// nothing until someone approves it, so waiting on is pointless.
+func awaitingApproval(w io.Writer, r *run.Run) error {
+	fmt.Fprintf(w, "run %s %s\n", r.ID, r.Summary())
+	fmt.Fprintf(w, "run %s stopped before sending anything: %s\n", r.ID, orDash(r.SafetyStop))
+	fmt.Fprintf(w, "to let it send its changes: ebb runs approve %s\n", r.ID)
+	fmt.Fprintf(w, "to drop it instead:         ebb runs cancel %s\n", r.ID)
+	return &exitError{code: ExitAwaitingApproval, err: fmt.Errorf("run %s is awaiting approval", r.ID)}
 }
 
 // outcome is nil for a run that succeeded, an error carrying its exit

@@ -2826,7 +2826,10 @@ type Run struct {
 	// A dry run (ebb sync plan) sent nothing and committed nothing.
 	DryRun bool `protobuf:"varint,22,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// The diff engine the run used: local or warehouse.
-	Engine        string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	Engine string `protobuf:"bytes,40,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Columns whose type changed since the committed snapshot, each with
+	// what the run did about it (sent every row again).
+	TypeChanges   []string `protobuf:"bytes,41,rep,name=type_changes,json=typeChanges,proto3" json:"type_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3034,6 +3037,13 @@ func (x *Run) GetEngine() string {
 		return x.Engine
 	}
 	return ""
+}
+
+func (x *Run) GetTypeChanges() []string {
+	if x != nil {
+		return x.TypeChanges
+	}
+	return nil
 }
 
 // PhaseDuration is the time a run spent in one phase (pauses included).
@@ -3726,6 +3736,129 @@ func (x *ApproveRunResponse) GetRun() *Run {
 	return nil
 }
 
+type ResetSyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sync          string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetSyncRequest) Reset() {
+	*x = ResetSyncRequest{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetSyncRequest) ProtoMessage() {}
+
+func (x *ResetSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetSyncRequest.ProtoReflect.Descriptor instead.
+func (*ResetSyncRequest) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ResetSyncRequest) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+type ResetSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the sync had a committed snapshot to drop.
+	Dropped bool `protobuf:"varint,1,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// The dropped snapshot: the run that committed it, its engine (local or
+	// warehouse), its rows and when it was committed.
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Engine        string                 `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"`
+	Rows          int64                  `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetSyncResponse) Reset() {
+	*x = ResetSyncResponse{}
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetSyncResponse) ProtoMessage() {}
+
+func (x *ResetSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetSyncResponse.ProtoReflect.Descriptor instead.
+func (*ResetSyncResponse) Descriptor() ([]byte, []int) {
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ResetSyncResponse) GetDropped() bool {
+	if x != nil {
+		return x.Dropped
+	}
+	return false
+}
+
+func (x *ResetSyncResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ResetSyncResponse) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *ResetSyncResponse) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ResetSyncResponse) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
 type DebugRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Sync  string                 `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
@@ -3740,7 +3873,7 @@ type DebugRequest struct {
 
 func (x *DebugRequest) Reset() {
 	*x = DebugRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3885,7 @@ func (x *DebugRequest) String() string {
 func (*DebugRequest) ProtoMessage() {}
 
 func (x *DebugRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[67]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3898,7 @@ func (x *DebugRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DebugRequest.ProtoReflect.Descriptor instead.
 func (*DebugRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DebugRequest) GetSync() string {
@@ -3818,7 +3951,7 @@ type DebugResponse struct {
 
 func (x *DebugResponse) Reset() {
 	*x = DebugResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +3963,7 @@ func (x *DebugResponse) String() string {
 func (*DebugResponse) ProtoMessage() {}
 
 func (x *DebugResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[68]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +3976,7 @@ func (x *DebugResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DebugResponse.ProtoReflect.Descriptor instead.
 func (*DebugResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DebugResponse) GetTime() *timestamppb.Timestamp {
@@ -3951,7 +4084,7 @@ type TestTransformationRequest struct {
 
 func (x *TestTransformationRequest) Reset() {
 	*x = TestTransformationRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3963,7 +4096,7 @@ func (x *TestTransformationRequest) String() string {
 func (*TestTransformationRequest) ProtoMessage() {}
 
 func (x *TestTransformationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[69]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3976,7 +4109,7 @@ func (x *TestTransformationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestTransformationRequest.ProtoReflect.Descriptor instead.
 func (*TestTransformationRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *TestTransformationRequest) GetSync() string {
@@ -4018,7 +4151,7 @@ type TestTransformationResponse struct {
 
 func (x *TestTransformationResponse) Reset() {
 	*x = TestTransformationResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +4163,7 @@ func (x *TestTransformationResponse) String() string {
 func (*TestTransformationResponse) ProtoMessage() {}
 
 func (x *TestTransformationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[70]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +4176,7 @@ func (x *TestTransformationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestTransformationResponse.ProtoReflect.Descriptor instead.
 func (*TestTransformationResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *TestTransformationResponse) GetVersion() string {
@@ -4079,7 +4212,7 @@ type TransformationSample struct {
 
 func (x *TransformationSample) Reset() {
 	*x = TransformationSample{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4224,7 @@ func (x *TransformationSample) String() string {
 func (*TransformationSample) ProtoMessage() {}
 
 func (x *TransformationSample) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[71]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4237,7 @@ func (x *TransformationSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransformationSample.ProtoReflect.Descriptor instead.
 func (*TransformationSample) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TransformationSample) GetKeyJson() string {
@@ -4155,7 +4288,7 @@ type PlanSyncRequest struct {
 
 func (x *PlanSyncRequest) Reset() {
 	*x = PlanSyncRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4300,7 @@ func (x *PlanSyncRequest) String() string {
 func (*PlanSyncRequest) ProtoMessage() {}
 
 func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[72]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4313,7 @@ func (x *PlanSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncRequest.ProtoReflect.Descriptor instead.
 func (*PlanSyncRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PlanSyncRequest) GetSync() string {
@@ -4217,7 +4350,7 @@ type PlanSyncResponse struct {
 
 func (x *PlanSyncResponse) Reset() {
 	*x = PlanSyncResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4229,7 +4362,7 @@ func (x *PlanSyncResponse) String() string {
 func (*PlanSyncResponse) ProtoMessage() {}
 
 func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[73]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4242,7 +4375,7 @@ func (x *PlanSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSyncResponse.ProtoReflect.Descriptor instead.
 func (*PlanSyncResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PlanSyncResponse) GetItem() isPlanSyncResponse_Item {
@@ -4300,7 +4433,7 @@ type PlanSummary struct {
 
 func (x *PlanSummary) Reset() {
 	*x = PlanSummary{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4445,7 @@ func (x *PlanSummary) String() string {
 func (*PlanSummary) ProtoMessage() {}
 
 func (x *PlanSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[74]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4458,7 @@ func (x *PlanSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanSummary.ProtoReflect.Descriptor instead.
 func (*PlanSummary) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PlanSummary) GetRun() *Run {
@@ -4363,7 +4496,7 @@ type PlannedRecord struct {
 
 func (x *PlannedRecord) Reset() {
 	*x = PlannedRecord{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4375,7 +4508,7 @@ func (x *PlannedRecord) String() string {
 func (*PlannedRecord) ProtoMessage() {}
 
 func (x *PlannedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[75]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4388,7 +4521,7 @@ func (x *PlannedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedRecord.ProtoReflect.Descriptor instead.
 func (*PlannedRecord) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *PlannedRecord) GetOp() string {
@@ -4439,7 +4572,7 @@ type FieldChange struct {
 
 func (x *FieldChange) Reset() {
 	*x = FieldChange{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4451,7 +4584,7 @@ func (x *FieldChange) String() string {
 func (*FieldChange) ProtoMessage() {}
 
 func (x *FieldChange) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[76]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4464,7 +4597,7 @@ func (x *FieldChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldChange.ProtoReflect.Descriptor instead.
 func (*FieldChange) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FieldChange) GetPath() string {
@@ -4501,7 +4634,7 @@ type FindRecordRequest struct {
 
 func (x *FindRecordRequest) Reset() {
 	*x = FindRecordRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4513,7 +4646,7 @@ func (x *FindRecordRequest) String() string {
 func (*FindRecordRequest) ProtoMessage() {}
 
 func (x *FindRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[77]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4526,7 +4659,7 @@ func (x *FindRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRecordRequest.ProtoReflect.Descriptor instead.
 func (*FindRecordRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FindRecordRequest) GetSync() string {
@@ -4559,7 +4692,7 @@ type FindRecordResponse struct {
 
 func (x *FindRecordResponse) Reset() {
 	*x = FindRecordResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4704,7 @@ func (x *FindRecordResponse) String() string {
 func (*FindRecordResponse) ProtoMessage() {}
 
 func (x *FindRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[78]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4717,7 @@ func (x *FindRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRecordResponse.ProtoReflect.Descriptor instead.
 func (*FindRecordResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *FindRecordResponse) GetEvents() []*RecordEvent {
@@ -4612,7 +4745,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4624,7 +4757,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[79]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4637,7 +4770,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RecordEvent) GetRunId() string {
@@ -4691,7 +4824,7 @@ type CheckSourceRequest struct {
 
 func (x *CheckSourceRequest) Reset() {
 	*x = CheckSourceRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +4836,7 @@ func (x *CheckSourceRequest) String() string {
 func (*CheckSourceRequest) ProtoMessage() {}
 
 func (x *CheckSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[80]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +4849,7 @@ func (x *CheckSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckSourceRequest.ProtoReflect.Descriptor instead.
 func (*CheckSourceRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CheckSourceRequest) GetName() string {
@@ -4735,7 +4868,7 @@ type CheckSourceResponse struct {
 
 func (x *CheckSourceResponse) Reset() {
 	*x = CheckSourceResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +4880,7 @@ func (x *CheckSourceResponse) String() string {
 func (*CheckSourceResponse) ProtoMessage() {}
 
 func (x *CheckSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[81]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +4893,7 @@ func (x *CheckSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckSourceResponse.ProtoReflect.Descriptor instead.
 func (*CheckSourceResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *CheckSourceResponse) GetFindings() []*SourceFinding {
@@ -4781,7 +4914,7 @@ type SourceCheck struct {
 
 func (x *SourceCheck) Reset() {
 	*x = SourceCheck{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4793,7 +4926,7 @@ func (x *SourceCheck) String() string {
 func (*SourceCheck) ProtoMessage() {}
 
 func (x *SourceCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[82]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4806,7 +4939,7 @@ func (x *SourceCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceCheck.ProtoReflect.Descriptor instead.
 func (*SourceCheck) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SourceCheck) GetSource() string {
@@ -4839,7 +4972,7 @@ type SourceFinding struct {
 
 func (x *SourceFinding) Reset() {
 	*x = SourceFinding{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4851,7 +4984,7 @@ func (x *SourceFinding) String() string {
 func (*SourceFinding) ProtoMessage() {}
 
 func (x *SourceFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[83]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4864,7 +4997,7 @@ func (x *SourceFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceFinding.ProtoReflect.Descriptor instead.
 func (*SourceFinding) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *SourceFinding) GetCheck() string {
@@ -4905,7 +5038,7 @@ type SourceSetupSQLRequest struct {
 
 func (x *SourceSetupSQLRequest) Reset() {
 	*x = SourceSetupSQLRequest{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4917,7 +5050,7 @@ func (x *SourceSetupSQLRequest) String() string {
 func (*SourceSetupSQLRequest) ProtoMessage() {}
 
 func (x *SourceSetupSQLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[84]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4930,7 +5063,7 @@ func (x *SourceSetupSQLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceSetupSQLRequest.ProtoReflect.Descriptor instead.
 func (*SourceSetupSQLRequest) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{84}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *SourceSetupSQLRequest) GetType() string {
@@ -4949,7 +5082,7 @@ type SourceSetupSQLResponse struct {
 
 func (x *SourceSetupSQLResponse) Reset() {
 	*x = SourceSetupSQLResponse{}
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4961,7 +5094,7 @@ func (x *SourceSetupSQLResponse) String() string {
 func (*SourceSetupSQLResponse) ProtoMessage() {}
 
 func (x *SourceSetupSQLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ebb_admin_v1_admin_proto_msgTypes[85]
+	mi := &file_ebb_admin_v1_admin_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4974,7 +5107,7 @@ func (x *SourceSetupSQLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceSetupSQLResponse.ProtoReflect.Descriptor instead.
 func (*SourceSetupSQLResponse) Descriptor() ([]byte, []int) {
-	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{85}
+	return file_ebb_admin_v1_admin_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *SourceSetupSQLResponse) GetSql() string {
@@ -5151,7 +5284,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12\x1a\n" +
 	"\bvanished\x18\x03 \x01(\x03R\bvanished\x12\x1a\n" +
 	"\bfiltered\x18\n" +
-	" \x01(\x03R\bfiltered\"\xb2\a\n" +
+	" \x01(\x03R\bfiltered\"\xd5\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x14\n" +
@@ -5185,7 +5318,8 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x16transformation_version\x18\x1f \x01(\tR\x15transformationVersion\x12#\n" +
 	"\rprevious_rows\x18\x15 \x01(\x03R\fpreviousRows\x12\x17\n" +
 	"\adry_run\x18\x16 \x01(\bR\x06dryRun\x12\x16\n" +
-	"\x06engine\x18( \x01(\tR\x06engine\"\\\n" +
+	"\x06engine\x18( \x01(\tR\x06engine\x12!\n" +
+	"\ftype_changes\x18) \x03(\tR\vtypeChanges\"\\\n" +
 	"\rPhaseDuration\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"+\n" +
@@ -5222,7 +5356,15 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x11ApproveRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n" +
 	"\x12ApproveRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"L\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.ebb.admin.v1.RunR\x03run\"&\n" +
+	"\x10ResetSyncRequest\x12\x12\n" +
+	"\x04sync\x18\x01 \x01(\tR\x04sync\"\xaf\x01\n" +
+	"\x11ResetSyncResponse\x12\x18\n" +
+	"\adropped\x18\x01 \x01(\bR\adropped\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06engine\x18\x03 \x01(\tR\x06engine\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x03R\x04rows\x12=\n" +
+	"\fcommitted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"L\n" +
 	"\fDebugRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
@@ -5308,7 +5450,7 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"\x15SourceSetupSQLRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\"*\n" +
 	"\x16SourceSetupSQLResponse\x12\x10\n" +
-	"\x03sql\x18\x01 \x01(\tR\x03sql2\xa4\x15\n" +
+	"\x03sql\x18\x01 \x01(\tR\x03sql2\xf2\x15\n" +
 	"\fAdminService\x12U\n" +
 	"\fCreateSource\x12!.ebb.admin.v1.CreateSourceRequest\x1a\".ebb.admin.v1.CreateSourceResponse\x12L\n" +
 	"\tGetSource\x12\x1e.ebb.admin.v1.GetSourceRequest\x1a\x1f.ebb.admin.v1.GetSourceResponse\x12R\n" +
@@ -5341,7 +5483,8 @@ const file_ebb_admin_v1_admin_proto_rawDesc = "" +
 	"ResumeSync\x12\x1f.ebb.admin.v1.ResumeSyncRequest\x1a .ebb.admin.v1.ResumeSyncResponse\x12L\n" +
 	"\tCancelRun\x12\x1e.ebb.admin.v1.CancelRunRequest\x1a\x1f.ebb.admin.v1.CancelRunResponse\x12O\n" +
 	"\n" +
-	"ApproveRun\x12\x1f.ebb.admin.v1.ApproveRunRequest\x1a .ebb.admin.v1.ApproveRunResponse\x12B\n" +
+	"ApproveRun\x12\x1f.ebb.admin.v1.ApproveRunRequest\x1a .ebb.admin.v1.ApproveRunResponse\x12L\n" +
+	"\tResetSync\x12\x1e.ebb.admin.v1.ResetSyncRequest\x1a\x1f.ebb.admin.v1.ResetSyncResponse\x12B\n" +
 	"\x05Debug\x12\x1a.ebb.admin.v1.DebugRequest\x1a\x1b.ebb.admin.v1.DebugResponse0\x01\x12K\n" +
 	"\bPlanSync\x12\x1d.ebb.admin.v1.PlanSyncRequest\x1a\x1e.ebb.admin.v1.PlanSyncResponse0\x01\x12O\n" +
 	"\n" +
@@ -5362,7 +5505,7 @@ func file_ebb_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_ebb_admin_v1_admin_proto_rawDescData
 }
 
-var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_ebb_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*Source)(nil),                     // 0: ebb.admin.v1.Source
 	(*Destination)(nil),                // 1: ebb.admin.v1.Destination
@@ -5431,35 +5574,37 @@ var file_ebb_admin_v1_admin_proto_goTypes = []any{
 	(*CancelRunResponse)(nil),          // 64: ebb.admin.v1.CancelRunResponse
 	(*ApproveRunRequest)(nil),          // 65: ebb.admin.v1.ApproveRunRequest
 	(*ApproveRunResponse)(nil),         // 66: ebb.admin.v1.ApproveRunResponse
-	(*DebugRequest)(nil),               // 67: ebb.admin.v1.DebugRequest
-	(*DebugResponse)(nil),              // 68: ebb.admin.v1.DebugResponse
-	(*TestTransformationRequest)(nil),  // 69: ebb.admin.v1.TestTransformationRequest
-	(*TestTransformationResponse)(nil), // 70: ebb.admin.v1.TestTransformationResponse
-	(*TransformationSample)(nil),       // 71: ebb.admin.v1.TransformationSample
-	(*PlanSyncRequest)(nil),            // 72: ebb.admin.v1.PlanSyncRequest
-	(*PlanSyncResponse)(nil),           // 73: ebb.admin.v1.PlanSyncResponse
-	(*PlanSummary)(nil),                // 74: ebb.admin.v1.PlanSummary
-	(*PlannedRecord)(nil),              // 75: ebb.admin.v1.PlannedRecord
-	(*FieldChange)(nil),                // 76: ebb.admin.v1.FieldChange
-	(*FindRecordRequest)(nil),          // 77: ebb.admin.v1.FindRecordRequest
-	(*FindRecordResponse)(nil),         // 78: ebb.admin.v1.FindRecordResponse
-	(*RecordEvent)(nil),                // 79: ebb.admin.v1.RecordEvent
-	(*CheckSourceRequest)(nil),         // 80: ebb.admin.v1.CheckSourceRequest
-	(*CheckSourceResponse)(nil),        // 81: ebb.admin.v1.CheckSourceResponse
-	(*SourceCheck)(nil),                // 82: ebb.admin.v1.SourceCheck
-	(*SourceFinding)(nil),              // 83: ebb.admin.v1.SourceFinding
-	(*SourceSetupSQLRequest)(nil),      // 84: ebb.admin.v1.SourceSetupSQLRequest
-	(*SourceSetupSQLResponse)(nil),     // 85: ebb.admin.v1.SourceSetupSQLResponse
-	(*structpb.Struct)(nil),            // 86: google.protobuf.Struct
-	(*structpb.Value)(nil),             // 87: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),      // 88: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 89: google.protobuf.Duration
+	(*ResetSyncRequest)(nil),           // 67: ebb.admin.v1.ResetSyncRequest
+	(*ResetSyncResponse)(nil),          // 68: ebb.admin.v1.ResetSyncResponse
+	(*DebugRequest)(nil),               // 69: ebb.admin.v1.DebugRequest
+	(*DebugResponse)(nil),              // 70: ebb.admin.v1.DebugResponse
+	(*TestTransformationRequest)(nil),  // 71: ebb.admin.v1.TestTransformationRequest
+	(*TestTransformationResponse)(nil), // 72: ebb.admin.v1.TestTransformationResponse
+	(*TransformationSample)(nil),       // 73: ebb.admin.v1.TransformationSample
+	(*PlanSyncRequest)(nil),            // 74: ebb.admin.v1.PlanSyncRequest
+	(*PlanSyncResponse)(nil),           // 75: ebb.admin.v1.PlanSyncResponse
+	(*PlanSummary)(nil),                // 76: ebb.admin.v1.PlanSummary
+	(*PlannedRecord)(nil),              // 77: ebb.admin.v1.PlannedRecord
+	(*FieldChange)(nil),                // 78: ebb.admin.v1.FieldChange
+	(*FindRecordRequest)(nil),          // 79: ebb.admin.v1.FindRecordRequest
+	(*FindRecordResponse)(nil),         // 80: ebb.admin.v1.FindRecordResponse
+	(*RecordEvent)(nil),                // 81: ebb.admin.v1.RecordEvent
+	(*CheckSourceRequest)(nil),         // 82: ebb.admin.v1.CheckSourceRequest
+	(*CheckSourceResponse)(nil),        // 83: ebb.admin.v1.CheckSourceResponse
+	(*SourceCheck)(nil),                // 84: ebb.admin.v1.SourceCheck
+	(*SourceFinding)(nil),              // 85: ebb.admin.v1.SourceFinding
+	(*SourceSetupSQLRequest)(nil),      // 86: ebb.admin.v1.SourceSetupSQLRequest
+	(*SourceSetupSQLResponse)(nil),     // 87: ebb.admin.v1.SourceSetupSQLResponse
+	(*structpb.Struct)(nil),            // 88: google.protobuf.Struct
+	(*structpb.Value)(nil),             // 89: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),      // 90: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 91: google.protobuf.Duration
 }
 var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
-	86, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
-	86, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
-	87, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
-	87, // 3: ebb.admin.v1.Mapping.default:type_name -> google.protobuf.Value
+	88, // 0: ebb.admin.v1.Source.config:type_name -> google.protobuf.Struct
+	88, // 1: ebb.admin.v1.Destination.config:type_name -> google.protobuf.Struct
+	89, // 2: ebb.admin.v1.Mapping.const:type_name -> google.protobuf.Value
+	89, // 3: ebb.admin.v1.Mapping.default:type_name -> google.protobuf.Value
 	2,  // 4: ebb.admin.v1.Sync.model:type_name -> ebb.admin.v1.Model
 	3,  // 5: ebb.admin.v1.Sync.mapping:type_name -> ebb.admin.v1.Mapping
 	6,  // 6: ebb.admin.v1.Sync.safety:type_name -> ebb.admin.v1.Safety
@@ -5487,7 +5632,7 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 28: ebb.admin.v1.ApplyRequest.destinations:type_name -> ebb.admin.v1.Destination
 	5,  // 29: ebb.admin.v1.ApplyRequest.syncs:type_name -> ebb.admin.v1.Sync
 	39, // 30: ebb.admin.v1.ApplyResponse.changes:type_name -> ebb.admin.v1.Change
-	82, // 31: ebb.admin.v1.ApplyResponse.source_checks:type_name -> ebb.admin.v1.SourceCheck
+	84, // 31: ebb.admin.v1.ApplyResponse.source_checks:type_name -> ebb.admin.v1.SourceCheck
 	52, // 32: ebb.admin.v1.TriggerRunResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 33: ebb.admin.v1.GetRunResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 34: ebb.admin.v1.ListRunsResponse.runs:type_name -> ebb.admin.v1.Run
@@ -5496,99 +5641,102 @@ var file_ebb_admin_v1_admin_proto_depIdxs = []int32{
 	51, // 37: ebb.admin.v1.Run.adds:type_name -> ebb.admin.v1.Outcome
 	51, // 38: ebb.admin.v1.Run.changes:type_name -> ebb.admin.v1.Outcome
 	51, // 39: ebb.admin.v1.Run.deletes:type_name -> ebb.admin.v1.Outcome
-	88, // 40: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	88, // 41: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	88, // 42: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	88, // 43: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
+	90, // 40: ebb.admin.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	90, // 41: ebb.admin.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	90, // 42: ebb.admin.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	90, // 43: ebb.admin.v1.Run.approved_at:type_name -> google.protobuf.Timestamp
 	53, // 44: ebb.admin.v1.Run.phases:type_name -> ebb.admin.v1.PhaseDuration
-	89, // 45: ebb.admin.v1.PhaseDuration.duration:type_name -> google.protobuf.Duration
-	88, // 46: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
+	91, // 45: ebb.admin.v1.PhaseDuration.duration:type_name -> google.protobuf.Duration
+	90, // 46: ebb.admin.v1.QuarantineEntry.since:type_name -> google.protobuf.Timestamp
 	55, // 47: ebb.admin.v1.ListQuarantineResponse.entries:type_name -> ebb.admin.v1.QuarantineEntry
 	52, // 48: ebb.admin.v1.RetryQuarantinedResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 49: ebb.admin.v1.PauseSyncResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 50: ebb.admin.v1.ResumeSyncResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 51: ebb.admin.v1.CancelRunResponse.run:type_name -> ebb.admin.v1.Run
 	52, // 52: ebb.admin.v1.ApproveRunResponse.run:type_name -> ebb.admin.v1.Run
-	88, // 53: ebb.admin.v1.DebugResponse.time:type_name -> google.protobuf.Timestamp
-	86, // 54: ebb.admin.v1.DebugResponse.payload:type_name -> google.protobuf.Struct
-	71, // 55: ebb.admin.v1.TestTransformationResponse.samples:type_name -> ebb.admin.v1.TransformationSample
-	74, // 56: ebb.admin.v1.PlanSyncResponse.summary:type_name -> ebb.admin.v1.PlanSummary
-	75, // 57: ebb.admin.v1.PlanSyncResponse.record:type_name -> ebb.admin.v1.PlannedRecord
-	52, // 58: ebb.admin.v1.PlanSummary.run:type_name -> ebb.admin.v1.Run
-	76, // 59: ebb.admin.v1.PlannedRecord.changes:type_name -> ebb.admin.v1.FieldChange
-	79, // 60: ebb.admin.v1.FindRecordResponse.events:type_name -> ebb.admin.v1.RecordEvent
-	88, // 61: ebb.admin.v1.RecordEvent.at:type_name -> google.protobuf.Timestamp
-	83, // 62: ebb.admin.v1.CheckSourceResponse.findings:type_name -> ebb.admin.v1.SourceFinding
-	83, // 63: ebb.admin.v1.SourceCheck.findings:type_name -> ebb.admin.v1.SourceFinding
-	8,  // 64: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
-	10, // 65: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
-	12, // 66: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
-	14, // 67: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
-	16, // 68: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
-	18, // 69: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
-	20, // 70: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
-	22, // 71: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
-	24, // 72: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
-	26, // 73: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
-	28, // 74: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
-	30, // 75: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
-	32, // 76: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
-	34, // 77: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
-	36, // 78: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
-	38, // 79: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
-	41, // 80: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
-	43, // 81: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
-	45, // 82: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
-	47, // 83: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
-	54, // 84: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
-	57, // 85: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
-	59, // 86: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
-	61, // 87: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
-	63, // 88: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
-	65, // 89: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
-	67, // 90: ebb.admin.v1.AdminService.Debug:input_type -> ebb.admin.v1.DebugRequest
-	72, // 91: ebb.admin.v1.AdminService.PlanSync:input_type -> ebb.admin.v1.PlanSyncRequest
-	77, // 92: ebb.admin.v1.AdminService.FindRecord:input_type -> ebb.admin.v1.FindRecordRequest
-	69, // 93: ebb.admin.v1.AdminService.TestTransformation:input_type -> ebb.admin.v1.TestTransformationRequest
-	80, // 94: ebb.admin.v1.AdminService.CheckSource:input_type -> ebb.admin.v1.CheckSourceRequest
-	84, // 95: ebb.admin.v1.AdminService.SourceSetupSQL:input_type -> ebb.admin.v1.SourceSetupSQLRequest
-	9,  // 96: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
-	11, // 97: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
-	13, // 98: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
-	15, // 99: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
-	17, // 100: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
-	19, // 101: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
-	21, // 102: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
-	23, // 103: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
-	25, // 104: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
-	27, // 105: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
-	29, // 106: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
-	31, // 107: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
-	33, // 108: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
-	35, // 109: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
-	37, // 110: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
-	40, // 111: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
-	42, // 112: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
-	44, // 113: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
-	46, // 114: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
-	49, // 115: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
-	56, // 116: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
-	58, // 117: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
-	60, // 118: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
-	62, // 119: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
-	64, // 120: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
-	66, // 121: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
-	68, // 122: ebb.admin.v1.AdminService.Debug:output_type -> ebb.admin.v1.DebugResponse
-	73, // 123: ebb.admin.v1.AdminService.PlanSync:output_type -> ebb.admin.v1.PlanSyncResponse
-	78, // 124: ebb.admin.v1.AdminService.FindRecord:output_type -> ebb.admin.v1.FindRecordResponse
-	70, // 125: ebb.admin.v1.AdminService.TestTransformation:output_type -> ebb.admin.v1.TestTransformationResponse
-	81, // 126: ebb.admin.v1.AdminService.CheckSource:output_type -> ebb.admin.v1.CheckSourceResponse
-	85, // 127: ebb.admin.v1.AdminService.SourceSetupSQL:output_type -> ebb.admin.v1.SourceSetupSQLResponse
-	96, // [96:128] is the sub-list for method output_type
-	64, // [64:96] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	90, // 53: ebb.admin.v1.ResetSyncResponse.committed_at:type_name -> google.protobuf.Timestamp
+	90, // 54: ebb.admin.v1.DebugResponse.time:type_name -> google.protobuf.Timestamp
+	88, // 55: ebb.admin.v1.DebugResponse.payload:type_name -> google.protobuf.Struct
+	73, // 56: ebb.admin.v1.TestTransformationResponse.samples:type_name -> ebb.admin.v1.TransformationSample
+	76, // 57: ebb.admin.v1.PlanSyncResponse.summary:type_name -> ebb.admin.v1.PlanSummary
+	77, // 58: ebb.admin.v1.PlanSyncResponse.record:type_name -> ebb.admin.v1.PlannedRecord
+	52, // 59: ebb.admin.v1.PlanSummary.run:type_name -> ebb.admin.v1.Run
+	78, // 60: ebb.admin.v1.PlannedRecord.changes:type_name -> ebb.admin.v1.FieldChange
+	81, // 61: ebb.admin.v1.FindRecordResponse.events:type_name -> ebb.admin.v1.RecordEvent
+	90, // 62: ebb.admin.v1.RecordEvent.at:type_name -> google.protobuf.Timestamp
+	85, // 63: ebb.admin.v1.CheckSourceResponse.findings:type_name -> ebb.admin.v1.SourceFinding
+	85, // 64: ebb.admin.v1.SourceCheck.findings:type_name -> ebb.admin.v1.SourceFinding
+	8,  // 65: ebb.admin.v1.AdminService.CreateSource:input_type -> ebb.admin.v1.CreateSourceRequest
+	10, // 66: ebb.admin.v1.AdminService.GetSource:input_type -> ebb.admin.v1.GetSourceRequest
+	12, // 67: ebb.admin.v1.AdminService.ListSources:input_type -> ebb.admin.v1.ListSourcesRequest
+	14, // 68: ebb.admin.v1.AdminService.UpdateSource:input_type -> ebb.admin.v1.UpdateSourceRequest
+	16, // 69: ebb.admin.v1.AdminService.DeleteSource:input_type -> ebb.admin.v1.DeleteSourceRequest
+	18, // 70: ebb.admin.v1.AdminService.CreateDestination:input_type -> ebb.admin.v1.CreateDestinationRequest
+	20, // 71: ebb.admin.v1.AdminService.GetDestination:input_type -> ebb.admin.v1.GetDestinationRequest
+	22, // 72: ebb.admin.v1.AdminService.ListDestinations:input_type -> ebb.admin.v1.ListDestinationsRequest
+	24, // 73: ebb.admin.v1.AdminService.UpdateDestination:input_type -> ebb.admin.v1.UpdateDestinationRequest
+	26, // 74: ebb.admin.v1.AdminService.DeleteDestination:input_type -> ebb.admin.v1.DeleteDestinationRequest
+	28, // 75: ebb.admin.v1.AdminService.CreateSync:input_type -> ebb.admin.v1.CreateSyncRequest
+	30, // 76: ebb.admin.v1.AdminService.GetSync:input_type -> ebb.admin.v1.GetSyncRequest
+	32, // 77: ebb.admin.v1.AdminService.ListSyncs:input_type -> ebb.admin.v1.ListSyncsRequest
+	34, // 78: ebb.admin.v1.AdminService.UpdateSync:input_type -> ebb.admin.v1.UpdateSyncRequest
+	36, // 79: ebb.admin.v1.AdminService.DeleteSync:input_type -> ebb.admin.v1.DeleteSyncRequest
+	38, // 80: ebb.admin.v1.AdminService.Apply:input_type -> ebb.admin.v1.ApplyRequest
+	41, // 81: ebb.admin.v1.AdminService.TriggerRun:input_type -> ebb.admin.v1.TriggerRunRequest
+	43, // 82: ebb.admin.v1.AdminService.GetRun:input_type -> ebb.admin.v1.GetRunRequest
+	45, // 83: ebb.admin.v1.AdminService.ListRuns:input_type -> ebb.admin.v1.ListRunsRequest
+	47, // 84: ebb.admin.v1.AdminService.ListFailures:input_type -> ebb.admin.v1.ListFailuresRequest
+	54, // 85: ebb.admin.v1.AdminService.ListQuarantine:input_type -> ebb.admin.v1.ListQuarantineRequest
+	57, // 86: ebb.admin.v1.AdminService.RetryQuarantined:input_type -> ebb.admin.v1.RetryQuarantinedRequest
+	59, // 87: ebb.admin.v1.AdminService.PauseSync:input_type -> ebb.admin.v1.PauseSyncRequest
+	61, // 88: ebb.admin.v1.AdminService.ResumeSync:input_type -> ebb.admin.v1.ResumeSyncRequest
+	63, // 89: ebb.admin.v1.AdminService.CancelRun:input_type -> ebb.admin.v1.CancelRunRequest
+	65, // 90: ebb.admin.v1.AdminService.ApproveRun:input_type -> ebb.admin.v1.ApproveRunRequest
+	67, // 91: ebb.admin.v1.AdminService.ResetSync:input_type -> ebb.admin.v1.ResetSyncRequest
+	69, // 92: ebb.admin.v1.AdminService.Debug:input_type -> ebb.admin.v1.DebugRequest
+	74, // 93: ebb.admin.v1.AdminService.PlanSync:input_type -> ebb.admin.v1.PlanSyncRequest
+	79, // 94: ebb.admin.v1.AdminService.FindRecord:input_type -> ebb.admin.v1.FindRecordRequest
+	71, // 95: ebb.admin.v1.AdminService.TestTransformation:input_type -> ebb.admin.v1.TestTransformationRequest
+	82, // 96: ebb.admin.v1.AdminService.CheckSource:input_type -> ebb.admin.v1.CheckSourceRequest
+	86, // 97: ebb.admin.v1.AdminService.SourceSetupSQL:input_type -> ebb.admin.v1.SourceSetupSQLRequest
+	9,  // 98: ebb.admin.v1.AdminService.CreateSource:output_type -> ebb.admin.v1.CreateSourceResponse
+	11, // 99: ebb.admin.v1.AdminService.GetSource:output_type -> ebb.admin.v1.GetSourceResponse
+	13, // 100: ebb.admin.v1.AdminService.ListSources:output_type -> ebb.admin.v1.ListSourcesResponse
+	15, // 101: ebb.admin.v1.AdminService.UpdateSource:output_type -> ebb.admin.v1.UpdateSourceResponse
+	17, // 102: ebb.admin.v1.AdminService.DeleteSource:output_type -> ebb.admin.v1.DeleteSourceResponse
+	19, // 103: ebb.admin.v1.AdminService.CreateDestination:output_type -> ebb.admin.v1.CreateDestinationResponse
+	21, // 104: ebb.admin.v1.AdminService.GetDestination:output_type -> ebb.admin.v1.GetDestinationResponse
+	23, // 105: ebb.admin.v1.AdminService.ListDestinations:output_type -> ebb.admin.v1.ListDestinationsResponse
+	25, // 106: ebb.admin.v1.AdminService.UpdateDestination:output_type -> ebb.admin.v1.UpdateDestinationResponse
+	27, // 107: ebb.admin.v1.AdminService.DeleteDestination:output_type -> ebb.admin.v1.DeleteDestinationResponse
+	29, // 108: ebb.admin.v1.AdminService.CreateSync:output_type -> ebb.admin.v1.CreateSyncResponse
+	31, // 109: ebb.admin.v1.AdminService.GetSync:output_type -> ebb.admin.v1.GetSyncResponse
+	33, // 110: ebb.admin.v1.AdminService.ListSyncs:output_type -> ebb.admin.v1.ListSyncsResponse
+	35, // 111: ebb.admin.v1.AdminService.UpdateSync:output_type -> ebb.admin.v1.UpdateSyncResponse
+	37, // 112: ebb.admin.v1.AdminService.DeleteSync:output_type -> ebb.admin.v1.DeleteSyncResponse
+	40, // 113: ebb.admin.v1.AdminService.Apply:output_type -> ebb.admin.v1.ApplyResponse
+	42, // 114: ebb.admin.v1.AdminService.TriggerRun:output_type -> ebb.admin.v1.TriggerRunResponse
+	44, // 115: ebb.admin.v1.AdminService.GetRun:output_type -> ebb.admin.v1.GetRunResponse
+	46, // 116: ebb.admin.v1.AdminService.ListRuns:output_type -> ebb.admin.v1.ListRunsResponse
+	49, // 117: ebb.admin.v1.AdminService.ListFailures:output_type -> ebb.admin.v1.ListFailuresResponse
+	56, // 118: ebb.admin.v1.AdminService.ListQuarantine:output_type -> ebb.admin.v1.ListQuarantineResponse
+	58, // 119: ebb.admin.v1.AdminService.RetryQuarantined:output_type -> ebb.admin.v1.RetryQuarantinedResponse
+	60, // 120: ebb.admin.v1.AdminService.PauseSync:output_type -> ebb.admin.v1.PauseSyncResponse
+	62, // 121: ebb.admin.v1.AdminService.ResumeSync:output_type -> ebb.admin.v1.ResumeSyncResponse
+	64, // 122: ebb.admin.v1.AdminService.CancelRun:output_type -> ebb.admin.v1.CancelRunResponse
+	66, // 123: ebb.admin.v1.AdminService.ApproveRun:output_type -> ebb.admin.v1.ApproveRunResponse
+	68, // 124: ebb.admin.v1.AdminService.ResetSync:output_type -> ebb.admin.v1.ResetSyncResponse
+	70, // 125: ebb.admin.v1.AdminService.Debug:output_type -> ebb.admin.v1.DebugResponse
+	75, // 126: ebb.admin.v1.AdminService.PlanSync:output_type -> ebb.admin.v1.PlanSyncResponse
+	80, // 127: ebb.admin.v1.AdminService.FindRecord:output_type -> ebb.admin.v1.FindRecordResponse
+	72, // 128: ebb.admin.v1.AdminService.TestTransformation:output_type -> ebb.admin.v1.TestTransformationResponse
+	83, // 129: ebb.admin.v1.AdminService.CheckSource:output_type -> ebb.admin.v1.CheckSourceResponse
+	87, // 130: ebb.admin.v1.AdminService.SourceSetupSQL:output_type -> ebb.admin.v1.SourceSetupSQLResponse
+	98, // [98:131] is the sub-list for method output_type
+	65, // [65:98] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_ebb_admin_v1_admin_proto_init() }
@@ -5597,7 +5745,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 		return
 	}
 	file_ebb_admin_v1_admin_proto_msgTypes[6].OneofWrappers = []any{}
-	file_ebb_admin_v1_admin_proto_msgTypes[73].OneofWrappers = []any{
+	file_ebb_admin_v1_admin_proto_msgTypes[75].OneofWrappers = []any{
 		(*PlanSyncResponse_Summary)(nil),
 		(*PlanSyncResponse_Record)(nil),
 	}
@@ -5607,7 +5755,7 @@ func file_ebb_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ebb_admin_v1_admin_proto_rawDesc), len(file_ebb_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   86,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

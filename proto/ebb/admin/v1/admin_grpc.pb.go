@@ -45,6 +45,7 @@ const (
 	AdminService_ResumeSync_FullMethodName         = "/ebb.admin.v1.AdminService/ResumeSync"
 	AdminService_CancelRun_FullMethodName          = "/ebb.admin.v1.AdminService/CancelRun"
 	AdminService_ApproveRun_FullMethodName         = "/ebb.admin.v1.AdminService/ApproveRun"
+	AdminService_ResetSync_FullMethodName          = "/ebb.admin.v1.AdminService/ResetSync"
 	AdminService_Debug_FullMethodName              = "/ebb.admin.v1.AdminService/Debug"
 	AdminService_PlanSync_FullMethodName           = "/ebb.admin.v1.AdminService/PlanSync"
 	AdminService_FindRecord_FullMethodName         = "/ebb.admin.v1.AdminService/FindRecord"
@@ -121,6 +122,11 @@ type AdminServiceClient interface {
 	// ApproveRun lets a run stopped by a safety check (state
 	// awaiting_approval, reason in safety_stop) go on and send its changes.
 	ApproveRun(ctx context.Context, in *ApproveRunRequest, opts ...grpc.CallOption) (*ApproveRunResponse, error)
+	// ResetSync drops a sync's committed snapshot (its pointer, and the
+	// object or warehouse table it names), so the next run sends every row
+	// of the model as an add. It fails with FAILED_PRECONDITION while the
+	// sync has an active run. A sync without a snapshot is left as it is.
+	ResetSync(ctx context.Context, in *ResetSyncRequest, opts ...grpc.CallOption) (*ResetSyncResponse, error)
 	// Debug streams, as they happen, the records delivered for a sync: key,
 	// op, the payload sent, and the destination's answer. Events are sampled
 	// (at most 200 a second per sync) and never slow the sync; a watcher
@@ -419,6 +425,16 @@ func (c *adminServiceClient) ApproveRun(ctx context.Context, in *ApproveRunReque
 	return out, nil
 }
 
+func (c *adminServiceClient) ResetSync(ctx context.Context, in *ResetSyncRequest, opts ...grpc.CallOption) (*ResetSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetSyncResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResetSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) Debug(ctx context.Context, in *DebugRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DebugResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_Debug_FullMethodName, cOpts...)
@@ -565,6 +581,11 @@ type AdminServiceServer interface {
 	// ApproveRun lets a run stopped by a safety check (state
 	// awaiting_approval, reason in safety_stop) go on and send its changes.
 	ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error)
+	// ResetSync drops a sync's committed snapshot (its pointer, and the
+	// object or warehouse table it names), so the next run sends every row
+	// of the model as an add. It fails with FAILED_PRECONDITION while the
+	// sync has an active run. A sync without a snapshot is left as it is.
+	ResetSync(context.Context, *ResetSyncRequest) (*ResetSyncResponse, error)
 	// Debug streams, as they happen, the records delivered for a sync: key,
 	// op, the payload sent, and the destination's answer. Events are sampled
 	// (at most 200 a second per sync) and never slow the sync; a watcher
@@ -680,6 +701,9 @@ func (UnimplementedAdminServiceServer) CancelRun(context.Context, *CancelRunRequ
 }
 func (UnimplementedAdminServiceServer) ApproveRun(context.Context, *ApproveRunRequest) (*ApproveRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveRun not implemented")
+}
+func (UnimplementedAdminServiceServer) ResetSync(context.Context, *ResetSyncRequest) (*ResetSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetSync not implemented")
 }
 func (UnimplementedAdminServiceServer) Debug(*DebugRequest, grpc.ServerStreamingServer[DebugResponse]) error {
 	return status.Error(codes.Unimplemented, "method Debug not implemented")
@@ -1188,6 +1212,24 @@ func _AdminService_ApproveRun_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResetSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResetSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResetSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResetSync(ctx, req.(*ResetSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_Debug_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(DebugRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1392,6 +1434,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApproveRun",
 			Handler:    _AdminService_ApproveRun_Handler,
+		},
+		{
+			MethodName: "ResetSync",
+			Handler:    _AdminService_ResetSync_Handler,
 		},
 		{
 			MethodName: "FindRecord",

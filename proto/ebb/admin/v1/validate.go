@@ -187,6 +187,9 @@ func (r *CancelRunRequest) Validate() error { return checkRunID("run_id", r.GetR
 func (r *ApproveRunRequest) Validate() error { return checkRunID("run_id", r.GetRunId()) }
 
 // Validate checks the request.
+func (r *ResetSyncRequest) Validate() error { return checkName("sync", r.GetSync()) }
+
+// Validate checks the request.
 func (r *DebugRequest) Validate() error {
 	if err := checkName("sync", r.GetSync()); err != nil {
 		return err

@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{&ListRunsRequest{Sync: "a b"}, "sync"},
 		{&ListRunsRequest{Limit: MaxRunsLimit + 1}, "limit"},
 		{&ListFailuresRequest{RunId: "01ARZ3NDEKTSV4RRFFQ69G5FAV", Limit: -1}, "limit"},
+		{&ResetSyncRequest{Sync: "customers"}, ""},
+		{&ResetSyncRequest{Sync: "a.b"}, "sync"},
 	} {
 		err := tc.req.Validate()
 		if tc.want == "" {
