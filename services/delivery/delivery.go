@@ -156,12 +156,20 @@ func start(ctx context.Context, d Deps, m *members, dest config.Destination) (*w
 	wctx, cancel := context.WithCancel(ctx)
 	w := &worker{dest: dest, opts: opts, client: client, limit: newLimiter(opts, &m.copies), gate: run.NewGate(d.Plane.Runs, time.Second), debug: d.Debug, values: values, plane: d.Plane, cancel: cancel,
 		log: d.Log.With().Str(logging.FieldDestination, dest.Name).Logger()}
+	// A request in flight is kept alive while it lasts; a dead copy's
+	// batches go to another after the destination's timeout plus half the
+	// usual ack wait (30s by default; less with EBB_ACK_WAIT).
+	ackWait, err := bus.AckWait()
+	if err != nil {
+		w.stop()
+		return nil, err
+	}
 	for p := 0; p < opts.Partitions; p++ {
 		cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
 			Durable:       fmt.Sprintf("deliver_%s_%d", dest.Name, p),
 			FilterSubject: bus.Deliver(dest.Name, p),
 			MaxAckPending: opts.AckWindow,
-			AckWait:       opts.Timeout + 30*time.Second,
+			AckWait:       opts.Timeout + ackWait/2,
 		})
 		if err != nil {
 			w.stop()
