@@ -4,6 +4,8 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -22,6 +24,9 @@ type Server struct {
 	URL    string
 	NC     *nats.Conn
 	JS     jetstream.JetStream
+
+	dir  string // the store directory, kept for Restart
+	port int
 }
 
 // Start starts a server for t and stops it when t ends.
@@ -41,7 +46,7 @@ func StartIn(t testing.TB, dir string) *Server {
 	limits := bus.DefaultLimits()
 	limits.WorkMaxBytes = 64 << 20
 	require.NoError(t, bus.Provision(context.Background(), js, limits))
-	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js}
+	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js, dir: dir, port: srv.Addr().(*net.TCPAddr).Port}
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -51,6 +56,23 @@ func (s *Server) Stop() {
 	s.NC.Close()
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
+}
+
+// Restart shuts the server down, cutting every client connection, then
+// starts it again on the same port and store directory, as an operator
+// restarting nats-server would; down is how long it stays down. Clients
+// (NC included) reconnect by themselves. Not safe to call concurrently
+// with other uses of s.Server.
+func (s *Server) Restart(down time.Duration) error {
+	s.Server.Shutdown()
+	s.Server.WaitForShutdown()
+	time.Sleep(down)
+	srv, err := embedded.StartNATS(embedded.Options{Port: s.port, StoreDir: s.dir})
+	if err != nil {
+		return fmt.Errorf("restarting NATS on port %d: %w", s.port, err)
+	}
+	s.Server = srv
+	return nil
 }
 
 // Cluster is a running test cluster and a client connected to every node.
