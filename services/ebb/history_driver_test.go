@@ -84,6 +84,7 @@ type round struct {
 	hold       time.Duration // how long a pause or a restart lasts
 	node       int           // the NATS node a cluster restart restarts
 	pgMode     string        // fast or immediate
+	phase      string        // the phase a pause pauses in
 }
 
 type driver struct {
@@ -188,6 +189,7 @@ func (d *driver) draw(n int) round {
 	r.hold = 300*time.Millisecond + time.Duration(rng.Int64N(int64(1200*time.Millisecond)))
 	r.node = rng.IntN(3)
 	r.pgMode = []string{"fast", "immediate"}[rng.IntN(2)]
+	r.phase = []string{string(run.Diffing), string(run.Extracting), string(run.Delivering)}[rng.IntN(3)]
 	if len(d.must) > 0 {
 		r.disruption = d.must[0]
 	}
@@ -284,7 +286,7 @@ func (d *driver) disrupt(r round) bool {
 	switch r.disruption {
 	case disKillDiffing, disKillExtracting:
 		// A slow warehouse: a scan pauses 40 times per 2,000 rows.
-		must(env, env.model.setPause(max(1500*50/env.rows, 5)))
+		must(env, env.model.setPause(d.slowScan()))
 		defer func() { must(env, env.model.setPause(0)) }()
 		d.triggerAll()
 		return d.hunt(strings.TrimPrefix(r.disruption, "kill-in-"), 15*time.Second)
@@ -321,34 +323,45 @@ func (d *driver) disrupt(r round) bool {
 		// after the next one.
 		hook := env.dests[r.sync].hook
 		hook.SetDown(true)
+		defer hook.SetDown(false)
 		d.triggerAll()
-		if !d.waitPhase([]string{string(run.Delivering)}, 5*time.Second) {
-			time.Sleep(r.delay)
+		delivering := d.waitPhase([]string{string(run.Delivering)}, 10*time.Second, sync)
+		rn := env.rec.latest(sync)
+		if rn == nil || rn.State.Terminal() {
+			return false
 		}
-		if rn := env.rec.latest(sync); rn != nil && !rn.State.Terminal() {
-			out, err := env.cli("runs", "cancel", rn.ID)
-			env.rec.logf("ebb runs cancel %s (sync %s, %s, its destination down): %s%s", rn.ID, sync, rn.State, strings.TrimSpace(out), errSuffix(err))
-		}
+		out, err := env.cli("runs", "cancel", rn.ID)
+		env.rec.logf("ebb runs cancel %s (sync %s, %s, its destination down): %s%s", rn.ID, sync, rn.State, strings.TrimSpace(out), errSuffix(err))
 		must(env, env.model.apply(r.followUp))
 		env.rec.logf("changed the model again: %s", r.followUp)
 		d.triggerAll()
 		time.Sleep(r.hold)
-		hook.SetDown(false)
-		return true
+		return delivering && err == nil
 	case disPause:
+		// Pause a run in a phase (a slow model for diffing and
+		// extracting, a slow destination for delivering), hold, resume.
+		switch r.phase {
+		case string(run.Diffing), string(run.Extracting):
+			must(env, env.model.setPause(d.slowScan()))
+			defer func() { must(env, env.model.setPause(0)) }()
+		default:
+			env.dests[r.sync].hook.SetLatency(300 * time.Millisecond)
+		}
 		d.triggerAll()
-		time.Sleep(r.delay)
+		inPhase := d.waitPhase([]string{r.phase}, 10*time.Second, sync)
 		out, err := env.cli("sync", "pause", sync)
-		env.rec.logf("ebb sync pause %s: %s%s", sync, strings.TrimSpace(out), errSuffix(err))
+		env.rec.logf("ebb sync pause %s (its run %s): %s%s", sync, r.phase, strings.TrimSpace(out), errSuffix(err))
 		time.Sleep(r.hold)
 		d.resume(sync)
-		return true
+		return inPhase && err == nil
 	case disRetry:
+		// Release quarantined keys while a run is under way.
 		d.triggerAll()
-		time.Sleep(r.delay)
+		active := d.waitPhase([]string{string(run.Extracting), string(run.Delivering)}, 10*time.Second, sync)
 		out, err := env.cli("sync", "retry", sync)
-		env.rec.logf("ebb sync retry %s: %s%s", sync, strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), errSuffix(err))
-		return true
+		env.rec.logf("ebb sync retry %s (its run %s): %s%s", sync, stateOf(env.rec.latest(sync)),
+			strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), errSuffix(err))
+		return active && err == nil
 	case disRestartNATS:
 		d.triggerAll()
 		if !d.waitActive(10 * time.Second) {
@@ -365,7 +378,7 @@ func (d *driver) disrupt(r round) bool {
 	case disRestartPG:
 		// Slow scans, so the restart finds the differ or the extractor
 		// reading.
-		must(env, env.model.setPause(max(1500*50/env.rows, 5)))
+		must(env, env.model.setPause(d.slowScan()))
 		d.triggerAll()
 		if !d.waitPhase([]string{string(run.Diffing), string(run.Extracting)}, 10*time.Second) {
 			must(env, env.model.setPause(0))
@@ -385,6 +398,10 @@ func (d *driver) disrupt(r round) bool {
 		return true
 	}
 }
+
+// slowScan is the model's pause (see historyModel.setPause) that makes a
+// scan of the whole model last about 1.5s.
+func (d *driver) slowScan() int { return max(1500*50/d.env.rows, 5) }
 
 func must(env *historyEnv, err error) {
 	if err != nil {
@@ -519,14 +536,18 @@ func (d *driver) waitActive(within time.Duration) bool {
 	return d.waitPhase(nil, within)
 }
 
-// waitPhase waits until some sync's newest run is in one of phases (any
-// state not over when phases is nil).
-func (d *driver) waitPhase(phases []string, within time.Duration) bool {
+// waitPhase waits until the newest run of one of syncs (of any sync if
+// none is named) is in one of phases (any state not over when phases is
+// nil).
+func (d *driver) waitPhase(phases []string, within time.Duration, syncs ...string) bool {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		d.kick()
 		changed := d.env.rec.waitChange()
 		for _, dst := range d.env.dests {
+			if len(syncs) > 0 && !slices.Contains(syncs, dst.sync) {
+				continue
+			}
 			rn := d.env.rec.latest(dst.sync)
 			if rn == nil || rn.State.Terminal() {
 				continue
@@ -585,7 +606,7 @@ func (d *driver) settle(c *checker, within time.Duration) bool {
 	for _, dst := range env.dests {
 		d.resume(dst.sync)
 	}
-	const stuckAfter = 30 * time.Second // retry_for (20s) and ack waits, with room
+	const stuckAfter = 25 * time.Second // retry_for (20s) and ack waits, with room
 	start := time.Now()
 	deadline := start.Add(within)
 	settled := map[string]bool{}
@@ -594,10 +615,11 @@ func (d *driver) settle(c *checker, within time.Duration) bool {
 		since time.Time
 	}
 	moved := map[string]progress{} // run id -> its last state and counts, and since when
-	for len(settled) < len(env.dests) && time.Now().Before(deadline) {
+	stuck := map[string]bool{}     // syncs with a run stuck for good
+	for len(settled)+len(stuck) < len(env.dests) && time.Now().Before(deadline) {
 		changed := env.rec.waitChange()
 		for _, dst := range env.dests {
-			if settled[dst.sync] {
+			if settled[dst.sync] || stuck[dst.sync] {
 				continue
 			}
 			rn := env.rec.latest(dst.sync)
@@ -612,6 +634,9 @@ func (d *driver) settle(c *checker, within time.Duration) bool {
 					out, err := env.cli("runs", "cancel", rn.ID)
 					env.rec.logf("settle: cancelling stuck run %s: %s%s", rn.ID, strings.TrimSpace(out), errSuffix(err))
 					moved[rn.ID] = progress{mark: mark, since: time.Now().Add(time.Hour)} // report it once
+					if err != nil {
+						stuck[dst.sync] = true // nothing an operator can do: stop waiting
+					}
 				}
 			case rn != nil && rn.CreatedAt.After(start) && rn.State == run.Succeeded && rn.Planned.Total() == 0 && rn.Quarantined == 0 &&
 				d.quarantined(dst.sync) == 0:

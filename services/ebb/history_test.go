@@ -61,7 +61,7 @@ func TestHistory(t *testing.T) {
 	t.Logf("history: seed=%d rows=%d duration=%s (replay with HISTORY_SEED=%d)", p.seed, p.rows, p.duration, p.seed)
 	for i, sc := range []historyScenario{
 		{name: "single", duration: p.duration, requirePhases: true,
-			must: []string{disKillDiffing, disKillExtracting, disKillDelivering, disKillCommitting, disRestartNATS, disRestartPG}},
+			must: []string{disKillDiffing, disKillExtracting, disKillDelivering, disKillCommitting, disRestartNATS, disRestartPG, disCancel}},
 		{name: "cluster", cluster: true, duration: p.duration * 3 / 5,
 			must: []string{disRestartNATS, disCancel, disPause, disRetry, disRestartNATS}},
 	} {
