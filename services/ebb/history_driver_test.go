@@ -19,10 +19,11 @@ import (
 // random kill, a cancel, a pause and resume, a retry of quarantined keys, a
 // NATS or Postgres restart, or nothing), then gives the runs a moment.
 //
-// Everything drawn from the seed is drawn the same way whatever happens, so
-// a seed replays the same data and the same actions; where a kill lands
-// depends on timing, and a hunt that missed its phase is tried again in a
-// later round.
+// Everything is drawn from the seed in the same order whatever happens,
+// so a seed replays the same model changes, faults and disruptions, but
+// for one thing: a must-do disruption that did not happen as meant (a hunt
+// whose kill missed its phase) is tried again in a later round, which
+// shifts the ones after it. Where kills land depends on timing.
 
 // Phases a kill can hunt, and the service that owns each.
 var phaseOwner = map[string]string{
@@ -80,7 +81,7 @@ type round struct {
 	disruption string
 	sync       int           // the sync a cancel, pause or retry acts on
 	service    string        // the service a random kill kills
-	delay      time.Duration // before a cancel, pause, random kill, restart
+	delay      time.Duration // before a random kill or a NATS restart
 	hold       time.Duration // how long a pause or a restart lasts
 	node       int           // the NATS node a cluster restart restarts
 	pgMode     string        // fast or immediate
@@ -94,7 +95,8 @@ type driver struct {
 	hot  []int64         // the ids the last round updated
 	only map[string]bool // HISTORY_DISRUPTIONS: draw only these
 
-	kicked time.Time // when kick last asked for runs
+	kicked time.Time     // when kick last asked for runs
+	timers []*time.Timer // destinations going down later in the round
 }
 
 // draw draws the next round from the seed.
@@ -234,6 +236,7 @@ func describeFaults(dests []checkedDest, fs []faults) string {
 
 // setFaults makes each destination misbehave as drawn.
 func (d *driver) setFaults(r round) {
+	d.clearFaults()
 	for i, f := range r.faults {
 		hook := d.env.dests[i].hook
 		hook.SetLatency(f.latency)
@@ -248,10 +251,10 @@ func (d *driver) setFaults(r round) {
 			return ""
 		})
 		if f.downFor > 0 {
-			time.AfterFunc(f.downAt, func() {
+			d.timers = append(d.timers, time.AfterFunc(f.downAt, func() {
 				hook.SetDown(true)
 				time.AfterFunc(f.downFor, func() { hook.SetDown(false) })
-			})
+			}))
 		}
 	}
 }
@@ -267,6 +270,10 @@ func keysFn(keys map[string]bool, status int, reason string) func(capture.Record
 
 // clearFaults makes every destination healthy.
 func (d *driver) clearFaults() {
+	for _, t := range d.timers {
+		t.Stop()
+	}
+	d.timers = nil
 	for _, dst := range d.env.dests {
 		dst.hook.SetLatency(0)
 		dst.hook.SetFlaky(0)
@@ -285,7 +292,7 @@ func (d *driver) disrupt(r round) bool {
 	sync := env.dests[r.sync].sync
 	switch r.disruption {
 	case disKillDiffing, disKillExtracting:
-		// A slow warehouse: a scan pauses 40 times per 2,000 rows.
+		// A slow warehouse: a scan of the model takes about 1.5s.
 		must(env, env.model.setPause(d.slowScan()))
 		defer func() { must(env, env.model.setPause(0)) }()
 		d.triggerAll()
@@ -420,12 +427,7 @@ func errSuffix(err error) string {
 // is active or paused refuses, which is fine.
 func (d *driver) triggerAll() {
 	for _, dst := range d.env.dests {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		resp, err := d.env.admin.TriggerRun(ctx, &adminv1.TriggerRunRequest{Sync: dst.sync})
-		cancel()
-		if err == nil {
-			d.env.rec.logf("triggered run %s of %s", resp.GetRun().GetId(), dst.sync)
-		}
+		d.env.trigger(dst.sync, "")
 	}
 }
 
@@ -437,15 +439,19 @@ func (d *driver) kick() {
 	}
 	d.kicked = time.Now()
 	for _, dst := range d.env.dests {
-		if rn := d.env.rec.latest(dst.sync); rn != nil && !rn.State.Terminal() {
-			continue
+		if rn := d.env.rec.latest(dst.sync); rn == nil || rn.State.Terminal() {
+			d.env.trigger(dst.sync, "")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		resp, err := d.env.admin.TriggerRun(ctx, &adminv1.TriggerRunRequest{Sync: dst.sync})
-		cancel()
-		if err == nil {
-			d.env.rec.logf("triggered run %s of %s", resp.GetRun().GetId(), dst.sync)
-		}
+	}
+}
+
+// trigger asks the admin API for a run of sync and logs the run started.
+func (e *historyEnv) trigger(sync, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := e.admin.TriggerRun(ctx, &adminv1.TriggerRunRequest{Sync: sync})
+	if err == nil {
+		e.rec.logf("%striggered run %s of %s", why, resp.GetRun().GetId(), sync)
 	}
 }
 
@@ -646,12 +652,7 @@ func (d *driver) settle(c *checker, within time.Duration) bool {
 				out, err := env.cli("sync", "retry", dst.sync)
 				env.rec.logf("settle: ebb sync retry %s: %s%s", dst.sync, strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), errSuffix(err))
 			default:
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				resp, err := env.admin.TriggerRun(ctx, &adminv1.TriggerRunRequest{Sync: dst.sync})
-				cancel()
-				if err == nil {
-					env.rec.logf("settle: triggered run %s of %s", resp.GetRun().GetId(), dst.sync)
-				}
+				env.trigger(dst.sync, "settle: ")
 			}
 		}
 		select {
