@@ -206,9 +206,14 @@ func keySet(ids []int64) map[string]bool {
 	return s
 }
 
-// chaos runs rounds until the deadline.
-func (d *driver) chaos(until time.Time) {
-	for n := 1; time.Now().Before(until); n++ {
+// chaos runs rounds for d, and for up to half as long again while
+// must-do disruptions remain.
+func (d *driver) chaos(dur time.Duration) {
+	start := time.Now()
+	more := func() bool {
+		return time.Since(start) < dur || len(d.must) > 0 && time.Since(start) < dur*3/2
+	}
+	for n := 1; more(); n++ {
 		r := d.draw(n)
 		d.env.rec.logf("round %d: %s; faults %s; %s", n, r.change, describeFaults(d.env.dests, r.faults), r.disruption)
 		d.setFaults(r)
@@ -290,6 +295,15 @@ func (d *driver) clearFaults() {
 func (d *driver) disrupt(r round) bool {
 	env := d.env
 	sync := env.dests[r.sync].sync
+	switch r.disruption {
+	case disKillDiffing, disKillExtracting, disKillDelivering, disKillCommitting:
+		// A hunt needs runs to come and go: no slow or rate-limited
+		// destinations meanwhile (failures stay).
+		for _, dst := range env.dests {
+			dst.hook.SetLatency(0)
+			dst.hook.SetRateLimit(0, 0)
+		}
+	}
 	switch r.disruption {
 	case disKillDiffing, disKillExtracting:
 		// A slow warehouse: a scan of the model takes about 1.5s.

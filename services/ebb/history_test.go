@@ -277,7 +277,7 @@ func historyScenarioRun(t *testing.T, sc historyScenario, p historyParams, rng *
 	}
 	d := &driver{env: e, rng: rng, must: append([]string(nil), sc.must...), only: p.only}
 	rng.Shuffle(len(d.must), func(i, j int) { d.must[i], d.must[j] = d.must[j], d.must[i] })
-	d.chaos(time.Now().Add(sc.duration))
+	d.chaos(sc.duration)
 	e.rec.logf("chaos over: kills %v, phases hit %v, restarts %v, not done: %v", e.rec.killCounts(), e.rec.phasesHit(), e.restarts, d.must)
 
 	c := &checker{rec: e.rec}
