@@ -29,13 +29,22 @@ test:
 test-short:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
-## chaos: the long chaos test: every service its own process, one killed every 1-5 s
+## chaos: the long chaos tests, every service its own process: TestChaos (one killed every 1-5 s
+## during a big sync) and TestHistory (the history checker: many runs under kills in every phase,
+## NATS and Postgres restarts, cancels, pauses, retries and failing destinations)
 ##   make chaos CHAOS_ROWS=200000 CHAOS_DURATION=10m [CHAOS_ENGINE=local|warehouse|both] [CHAOS_SEED=n to replay a run]
-CHAOS_ROWS     ?= 200000
-CHAOS_DURATION ?= 10m
+##              HISTORY_DURATION=10m HISTORY_ROWS=20000 [HISTORY_SEED=n] [HISTORY_SCENARIOS=single,cluster]
+##              [HISTORY_DISRUPTIONS=cancel,...] [CHAOS_TESTS='TestHistory' to run one of them]
+CHAOS_ROWS       ?= 200000
+CHAOS_DURATION   ?= 10m
+HISTORY_DURATION ?= 10m
+HISTORY_ROWS     ?= 20000
+CHAOS_TESTS      ?= TestChaos|TestHistory
 chaos:
 	CHAOS_ROWS=$(CHAOS_ROWS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) CHAOS_ENGINE=$(CHAOS_ENGINE) \
-		$(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./services/ebb
+	HISTORY_DURATION=$(HISTORY_DURATION) HISTORY_ROWS=$(HISTORY_ROWS) HISTORY_SEED=$(HISTORY_SEED) \
+	HISTORY_SCENARIOS=$(HISTORY_SCENARIOS) HISTORY_DISRUPTIONS=$(HISTORY_DISRUPTIONS) \
+		$(GO) test -count=1 -timeout 180m -run '^($(CHAOS_TESTS))$$' -v ./services/ebb
 
 vet:
 	$(GO) vet $(PKGS)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -23,7 +24,7 @@ type WorkOptions struct {
 	Workers int
 	// KeepAlive is how often a message still being handled is marked in
 	// progress, so JetStream does not redeliver it; keep it well under the
-	// consumer's AckWait.
+	// consumer's AckWait. Default: 10s, or a third of the AckWait if less.
 	KeepAlive time.Duration
 	// MaxBackoff caps the delay of a nak.
 	MaxBackoff time.Duration
@@ -62,7 +63,12 @@ func (b *Bus) Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, 
 		o.Workers = 1
 	}
 	if o.KeepAlive <= 0 {
+		// Well inside the consumer's ack wait, which EBB_ACK_WAIT may
+		// have made shorter than the usual 10s.
 		o.KeepAlive = 10 * time.Second
+		if wait := cons.CachedInfo().Config.AckWait; wait > 0 {
+			o.KeepAlive = min(o.KeepAlive, wait/3)
+		}
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
@@ -203,12 +209,39 @@ func backoff(msg jetstream.Msg, max time.Duration) time.Duration {
 // after the first publish, which is why Limits.Duplicates is a multiple of it.
 const DefaultAckWait = 60 * time.Second
 
+// EnvAckWait names the environment variable that overrides DefaultAckWait
+// in every consumer a process provisions (a Go duration, at least 1s).
+// Every process must be given the same value: each one updates the shared
+// consumers when it starts. Tests that kill processes set it low, so the
+// work of a dead copy moves on in seconds; the duplicate window
+// (Limits.Duplicates) must stay well above it.
+const EnvAckWait = "EBB_ACK_WAIT"
+
+// AckWait is the ack wait of the consumers this process provisions:
+// DefaultAckWait, or EBB_ACK_WAIT when set.
+func AckWait() (time.Duration, error) {
+	v := os.Getenv(EnvAckWait)
+	if v == "" {
+		return DefaultAckWait, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("%s=%q: want a duration of at least 1s, such as 60s", EnvAckWait, v)
+	}
+	return d, nil
+}
+
 // Durable creates or updates a shared durable pull consumer: every copy of a
-// service binds to the same one, so they share its messages.
+// service binds to the same one, so they share its messages. Without an
+// AckWait in cfg it gets AckWait().
 func Durable(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	if cfg.AckWait == 0 {
-		cfg.AckWait = DefaultAckWait
+		d, err := AckWait()
+		if err != nil {
+			return nil, err
+		}
+		cfg.AckWait = d
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {

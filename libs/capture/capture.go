@@ -2,7 +2,8 @@
 // batches, every record in arrival order, and the resulting state of the
 // "destination table". End-to-end tests assert on it, and `ebb dev --demo`
 // uses it as a destination that needs nothing installed. Knobs let tests
-// make it reject records, go down, or slow down.
+// make it reject records, go down, fail now and then, rate-limit, or slow
+// down.
 package capture
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -58,6 +60,13 @@ type Server struct {
 	fail       func(Record) string
 	down       bool
 	latency    time.Duration
+	flakyEvery int // every n-th request answers 500; 0: never
+	requests   int // requests seen by the flaky and rate-limit knobs
+	interval   time.Duration
+	retryAfter time.Duration
+	nextFree   time.Time // when the rate limit admits the next request
+	throttled  int
+	flaked     int
 	records    []Record
 	state      map[string]map[string]any
 	batchKeys  []string
@@ -135,6 +144,62 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	s.latency = d
 	s.mu.Unlock()
+}
+
+// SetFlaky makes every n-th request answer 500 without looking at it, as
+// a destination with intermittent failures does; 0 turns it off.
+func (s *Server) SetFlaky(n int) {
+	s.mu.Lock()
+	s.flakyEvery = max(n, 0)
+	s.mu.Unlock()
+}
+
+// SetRateLimit admits at most perSecond requests a second (evenly spaced,
+// no burst) and answers the others 429 with a Retry-After of retryAfter,
+// in whole seconds rounded up, as rate-limited APIs do; perSecond 0 turns
+// it off.
+func (s *Server) SetRateLimit(perSecond float64, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interval, s.retryAfter, s.nextFree = 0, retryAfter, time.Time{}
+	if perSecond > 0 {
+		s.interval = time.Duration(float64(time.Second) / perSecond)
+	}
+}
+
+// Throttled returns how many requests the rate limit answered 429.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// Flaked returns how many requests SetFlaky answered 500.
+func (s *Server) Flaked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flaked
+}
+
+// admit applies the flaky and rate-limit knobs to a request: it returns
+// the status to answer instead of handling it (0 to handle it) and, for a
+// 429, the Retry-After seconds.
+func (s *Server) admit(now time.Time) (status int, retryAfter int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if s.flakyEvery > 0 && s.requests%s.flakyEvery == 0 {
+		s.flaked++
+		return http.StatusInternalServerError, 0
+	}
+	if s.interval > 0 {
+		if now.Before(s.nextFree) {
+			s.throttled++
+			return http.StatusTooManyRequests, int((s.retryAfter + time.Second - 1) / time.Second)
+		}
+		s.nextFree = now.Add(s.interval)
+	}
+	return 0, 0
 }
 
 // Records returns the accepted records in arrival order.
@@ -237,6 +302,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if down {
 		answer(w, http.StatusServiceUnavailable, "capture server is down")
+		return
+	}
+	switch status, after := s.admit(time.Now()); status {
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(after))
+		answer(w, status, "rate limited")
+		return
+	case http.StatusInternalServerError:
+		answer(w, status, "capture server failed (flaky)")
 		return
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {

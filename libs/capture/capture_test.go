@@ -313,3 +313,35 @@ func TestHandlerWithoutStart(t *testing.T) {
 	assert.Len(t, srv.State(), 1)
 	srv.Close() // harmless when not started
 }
+
+func TestFlakyAndRateLimit(t *testing.T) {
+	srv, url := start(t, capture.Options{})
+	o := opts
+	o.MaxAttempts = 1
+	d := sender(t, map[string]any{"url": url}, o)
+
+	srv.SetFlaky(2)
+	write(t, d, batch("f1", rec(record.OpUpsert, 1, nil)))
+	_, err := d.Write(context.Background(), batch("f2", rec(record.OpUpsert, 2, nil)))
+	require.Error(t, err)
+	assert.False(t, destination.IsPermanent(err), "a 500 is transient")
+	assert.Contains(t, err.Error(), "HTTP 500")
+	write(t, d, batch("f3", rec(record.OpUpsert, 3, nil)))
+	assert.Equal(t, 1, srv.Flaked())
+	srv.SetFlaky(0)
+
+	srv.SetRateLimit(1, 1500*time.Millisecond)
+	write(t, d, batch("r1", rec(record.OpUpsert, 4, nil)))
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{"records":[]}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "2", resp.Header.Get("Retry-After"), "rounded up to whole seconds")
+	_, err = d.Write(context.Background(), batch("r2", rec(record.OpUpsert, 5, nil)))
+	require.Error(t, err)
+	assert.False(t, destination.IsPermanent(err), "a 429 is transient")
+	assert.Equal(t, 2, srv.Throttled())
+	srv.SetRateLimit(0, 0)
+	write(t, d, batch("r3", rec(record.OpUpsert, 6, nil)))
+	assert.Equal(t, 4, srv.Batches(), "only the admitted requests were recorded")
+}

@@ -4,6 +4,8 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -23,6 +25,9 @@ type Server struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Bus    *bus.Bus
+
+	dir  string // the store directory, kept for Restart
+	port int
 }
 
 // Start starts a server for t and stops it when t ends.
@@ -44,7 +49,7 @@ func StartIn(t testing.TB, dir string) *Server {
 	require.NoError(t, bus.Provision(context.Background(), js, limits))
 	b, err := bus.Open(context.Background(), js)
 	require.NoError(t, err)
-	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js, Bus: b}
+	s := &Server{Server: srv, URL: srv.ClientURL(), NC: nc, JS: js, Bus: b, dir: dir, port: srv.Addr().(*net.TCPAddr).Port}
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -54,6 +59,23 @@ func (s *Server) Stop() {
 	s.NC.Close()
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
+}
+
+// Restart shuts the server down, cutting every client connection, then
+// starts it again on the same port and store directory, as an operator
+// restarting nats-server would; down is how long it stays down. Clients
+// (NC included) reconnect by themselves. Not safe to call concurrently
+// with other uses of s.Server.
+func (s *Server) Restart(down time.Duration) error {
+	s.Server.Shutdown()
+	s.Server.WaitForShutdown()
+	time.Sleep(down)
+	srv, err := embedded.StartNATS(embedded.Options{Port: s.port, StoreDir: s.dir})
+	if err != nil {
+		return fmt.Errorf("restarting NATS on port %d: %w", s.port, err)
+	}
+	s.Server = srv
+	return nil
 }
 
 // Cluster is a running test cluster and a client connected to every node.
