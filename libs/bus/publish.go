@@ -236,3 +236,15 @@ func (b *Bus) DeletePayloads(ctx context.Context, prefix string) error {
 	}
 	return nil
 }
+
+// IsTransient reports an error of reaching NATS that passes by itself: a
+// connection lost or being re-established, a timeout, a stream or leader
+// not answering for a moment (an election, a node restarting). Work that
+// failed with one is handed back and tried again, never failed.
+func IsTransient(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrNoServers) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

@@ -41,7 +41,7 @@ type Deps struct {
 	MaxFailedKeys int
 	// ClaimTTL is how long a differ's claim on a run lasts without
 	// renewal: after a crash, another copy diffs the run after it.
-	// Default 30s.
+	// Default 10s: a crash costs at most that before another copy goes on.
 	ClaimTTL time.Duration
 }
 
@@ -56,7 +56,7 @@ func Run(ctx context.Context, d Deps) error {
 		d.MaxFailedKeys = 1_000_000
 	}
 	if d.ClaimTTL <= 0 {
-		d.ClaimTTL = 30 * time.Second
+		d.ClaimTTL = 10 * time.Second
 	}
 	d.Log = d.Log.With().Str(logging.FieldService, "differ").Logger()
 	cons, err := bus.Durable(ctx, d.Plane.JS, bus.StreamRuns, jetstream.ConsumerConfig{
@@ -130,7 +130,7 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	case errors.Is(err, run.ErrClaimed):
 		return &bus.RetryError{Err: err, Delay: s.ClaimTTL / 3, Hold: true}
 	case errors.Is(err, run.ErrPhaseOver):
-		return s.afterDiff(ctx, r)
+		return s.afterDiff(ctx, log, r)
 	case err != nil:
 		return err
 	}
@@ -148,18 +148,25 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 	return err
 }
 
-// afterDiff handles an announcement of a run that is past its diff: it may
-// have been lost in a crash, so it is made again.
-func (s *service) afterDiff(ctx context.Context, r *run.Run) error {
+// afterDiff handles an announcement of a run that is past its diff. What
+// followed it may have been lost in a crash: the diffed announcement is
+// made again, and a commit cut short (a run that planned nothing commits
+// while handling this very announcement) is finished.
+func (s *service) afterDiff(ctx context.Context, log zerolog.Logger, r *run.Run) error {
 	switch r.State {
 	case run.Extracting, run.Delivering:
 		return run.Announce(ctx, s.Plane.Bus, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+	case run.Committing:
+		return s.commit(ctx, log, r)
 	}
-	return nil // committing, paused (a resume announces it again), awaiting approval, over
+	return nil // paused (a resume announces it again), awaiting approval, over
 }
 
 func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Run, owner string, delivered uint64) error {
 	plan, err := s.prepare(ctx, r)
+	if bus.IsTransient(err) {
+		return err // NATS: handed back and tried again
+	}
 	if err != nil {
 		return s.fail(ctx, log, r, err)
 	}
@@ -180,13 +187,18 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 		}
 		s.deleteAttempt(ctx, r.Sync, r.ID, r.Claims)
 		var transient *source.TransientError
-		if errors.As(err, &transient) && delivered < source.TransientAttempts {
+		switch {
+		case errors.As(err, &transient) && delivered < source.TransientAttempts:
 			// Handed back: the redelivery diffs again from the start.
 			log.Warn().Err(err).Uint64("attempt", delivered).Msg("the warehouse failed transiently; the diff will be retried")
-			_, _ = s.Plane.Runs.Release(ctx, r.Sync, r.ID, owner)
-			return err
+		case !errors.As(err, &transient) && bus.IsTransient(err):
+			// NATS went away (a restart, an election): not the run's fault.
+			log.Warn().Err(err).Msg("NATS failed transiently; the diff will be retried")
+		default:
+			return s.fail(ctx, log, r, err)
 		}
-		return s.fail(ctx, log, r, err)
+		_, _ = s.Plane.Runs.Release(ctx, r.Sync, r.ID, owner)
+		return err
 	}
 	prev, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {

@@ -45,7 +45,35 @@ func (s *service) tendActive(ctx context.Context, sync config.Sync) error {
 		// The same id every time: the stream's duplicate window keeps repeats out.
 		return run.Announce(ctx, s.Plane.Bus, bus.RunRequested(sync.Name), id, sync.Name, "requested/recovered")
 	}
-	return nil
+	return s.nudge(ctx, r)
+}
+
+// nudge announces again a run that sits in a phase with no one working on
+// it for longer than StaleAfter: no claim on its diff or extraction, or
+// every result in but no commit. An announcement lost in a crash (or a
+// node of the cluster lost with it) would otherwise leave the run there
+// for good. At most one per minute: the stages ignore one that finds the
+// work in hand or done.
+func (s *service) nudge(ctx context.Context, r *run.Run) error {
+	since, ok := r.Entered[r.State]
+	if !ok || time.Since(since) < s.StaleAfter {
+		return nil
+	}
+	unclaimed := r.Claim == nil || time.Now().After(r.Claim.Until)
+	minute := fmt.Sprintf("recovered-%d", time.Now().Unix()/60)
+	var subject, event string
+	switch {
+	case r.State == run.Diffing && unclaimed:
+		subject, event = bus.RunRequested(r.Sync), "requested/"+minute
+	case r.State == run.Extracting && unclaimed:
+		subject, event = bus.RunDiffed(r.Sync), "diffed/"+minute
+	case r.State == run.Committing, r.State == run.Delivering && r.Final() >= r.Planned.Total():
+		subject, event = bus.RunDelivered(r.Sync), "delivered/"+minute
+	default:
+		return nil
+	}
+	s.Log.Debug().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("state", string(r.State)).Msg("announcing a run that nobody works on again")
+	return run.Announce(ctx, s.Plane.Bus, subject, r.ID, r.Sync, event)
 }
 
 // expire fails a run that ran longer than its sync allows.
