@@ -30,6 +30,10 @@ type Bus struct {
 // was too large to travel inline.
 const PayloadHeader = "Ebb-Payload"
 
+// attemptTimeout bounds one publish attempt: a publish the server refuses
+// for permissions is never answered, and only a timeout reveals it.
+const attemptTimeout = 10 * time.Second
+
 // headroom is what a message's headers (Nats-Msg-Id, PayloadHeader) and
 // the protocol may take beside its body.
 const headroom = 4 << 10
@@ -95,7 +99,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, data []byte, msgID st
 	}
 	backoff := 50 * time.Millisecond
 	for {
-		_, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := b.JS.PublishMsg(actx, msg, jetstream.WithMsgID(msgID))
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,32 @@ func TestMaxInlineFollowsTheServer(t *testing.T) {
 	b, err := bus.Open(t.Context(), js)
 	require.NoError(t, err)
 	require.Equal(t, 4<<20-4<<10, b.MaxInline())
+}
+
+// A publish the server refuses for permissions is permanent too: the
+// refusal never answers the request, so the bus looks at the connection's
+// last error when it times out.
+func TestAPublishRefusedForPermissionsIsPermanent(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+		Users: []*server.User{{Username: "ebb", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"ebb.deliver.secret.>"}},
+		}}}})
+	require.NoError(t, err)
+	go srv.Start()
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, js, err := bus.Connect(fmt.Sprintf("nats://ebb:pw@%s", srv.Addr()), t.Name())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	require.NoError(t, bus.Provision(t.Context(), js, bus.DefaultLimits()))
+	b, err := bus.Open(t.Context(), js)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	require.NoError(t, b.Publish(ctx, bus.Deliver("open", 0), []byte("x"), "ok-1"))
+	err = b.Publish(ctx, bus.Deliver("secret", 0), []byte("x"), "denied-1")
+	require.True(t, bus.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "ermissions")
 }

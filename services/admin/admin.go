@@ -53,6 +53,9 @@ type Deps struct {
 	Token string
 	// Ready, if set, is called with the bound address once listening.
 	Ready func(addr string)
+	// Forget deletes what an ended run left in the data plane (see
+	// plane.Plane.ForgetRun); nil leaves it to the stages.
+	Forget func(ctx context.Context, sync, runID string) error
 	// OpenSource opens a warehouse, for TestTransformation's sample rows.
 	// Nil leaves that call unavailable: the admin module does not link
 	// the warehouse drivers itself.

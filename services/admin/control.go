@@ -59,8 +59,14 @@ func (s *server) CancelRun(ctx context.Context, req *adminv1.CancelRunRequest) (
 		return nil, toStatus(err)
 	}
 	// A run that may have requests in flight is cancelling until they
-	// have ended; the scheduler then ends it and cleans up after it.
+	// have ended; the scheduler then ends it and cleans up after it. One
+	// cancelled at once (awaiting approval, a dry run) is cleaned up here.
 	s.log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("state", string(r.State)).Msg("run cancelled")
+	if r.State.Terminal() && s.d.Forget != nil {
+		if err := s.d.Forget(ctx, r.Sync, r.ID); err != nil {
+			s.log.Warn().Err(err).Str(logging.FieldRun, r.ID).Msg("cleaning up after a cancelled run")
+		}
+	}
 	return &adminv1.CancelRunResponse{Run: convert.RunToPB(r)}, nil
 }
 

@@ -80,7 +80,12 @@ func (s *service) nudge(ctx context.Context, r *run.Run) error {
 func (s *service) expire(ctx context.Context, r *run.Run, limit time.Duration) error {
 	reason := fmt.Sprintf("the run lasted longer than the sync's max_run_duration (%s) and was stopped; the next run sends again what it did not commit", limit)
 	s.Log.Warn().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Dur("limit", limit).Msg("failing a run that ran too long")
-	_, err := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, reason)
+	r, err := s.Plane.Runs.Fail(ctx, r.Sync, r.ID, reason)
+	if err == nil && r.State.Terminal() {
+		// Failed at once (nothing was on its way): clean up now; a run
+		// that drains is cleaned up when it ends.
+		return s.Plane.ForgetRun(ctx, r.Sync, r.ID)
+	}
 	return err
 }
 

@@ -114,8 +114,8 @@ func TestSlowDestinationDoesNotStallOtherSyncs(t *testing.T) {
 	beside := e.runSync("fast_beside")
 	require.Equal(t, run.Succeeded, beside.State, beside.Error)
 	besideTook := time.Since(start)
-	t.Logf("fast sync alone %s, beside a stalled destination %s (%.2fx)", aloneTook.Round(time.Millisecond),
-		besideTook.Round(time.Millisecond), besideTook.Seconds()/aloneTook.Seconds())
+	t.Logf("fast sync alone %s (%v), beside a stalled destination %s (%v): %.2fx", aloneTook.Round(time.Millisecond), alone.Durations(),
+		besideTook.Round(time.Millisecond), beside.Durations(), besideTook.Seconds()/aloneTook.Seconds())
 	// make bench's isolation scenario holds the 1.5x target on a quiet
 	// machine; under -race and other tests, a looser bound still tells a
 	// stall from a slowdown.
