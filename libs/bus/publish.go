@@ -195,12 +195,14 @@ func (b *Bus) Body(ctx context.Context, msg jetstream.Msg) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // a large object, not the 5 s default
 	defer cancel()
+	ctx, guard, stop := GuardStalls(ctx)
+	defer stop()
 	obj, err := b.payloads.Get(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading payload %s: %w", name, err)
 	}
 	defer obj.Close()
-	data, err := io.ReadAll(obj)
+	data, err := io.ReadAll(guard(obj))
 	if err != nil {
 		return nil, fmt.Errorf("reading payload %s: %w", name, err)
 	}
@@ -252,5 +254,5 @@ func IsTransient(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrNoServers) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
-		errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStalled)
 }

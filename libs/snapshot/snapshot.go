@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/record"
 )
 
@@ -125,15 +126,23 @@ type Reader struct {
 // A deadline of our own replaces it.
 const readLimit = 24 * time.Hour
 
-// get opens object name for one read, with the read's own deadline.
-func get(ctx context.Context, obs jetstream.ObjectStore, name string) (jetstream.ObjectResult, context.CancelFunc, error) {
-	ctx, cancel := context.WithTimeout(ctx, readLimit)
+// get opens object name for one read, with the read's own deadline, and
+// guarded against a read that stalls (see bus.GuardStalls).
+func get(ctx context.Context, obs jetstream.ObjectStore, name string) (io.ReadCloser, context.CancelFunc, error) {
+	ctx, limit := context.WithTimeout(ctx, readLimit)
+	ctx, guard, stop := bus.GuardStalls(ctx)
+	cancel := func() { stop(); limit() }
 	res, err := obs.Get(ctx, name)
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("opening %s: %w", name, err)
 	}
-	return res, cancel, nil
+	return readCloser{Reader: guard(res), Closer: res}, cancel, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // Open reads object name. An empty name reads as an empty file (a sync that
