@@ -264,3 +264,54 @@ func Commit(prev, candidate *snapshot.Reader, keep map[string]bool, out *snapsho
 	}
 	return nil
 }
+
+// Uncertain is the row hash of a key whose state at the destination is not
+// known: no model row ever hashes to it, so the next run sends the key
+// again, as a change while it is in the model and as a delete once it is
+// not.
+var Uncertain = bytes.Repeat([]byte{0xff}, snapshot.HashSize)
+
+// MarkUncertain writes the snapshot of a run that stopped while delivering:
+// prev, with every key of the run's change set marked Uncertain (added when
+// prev lacked it), since some of its records may have reached the
+// destination and some not. It returns the number of entries written.
+func MarkUncertain(prev, changes *snapshot.Reader, out *snapshot.Writer) (int64, error) {
+	hp, err := prev.Next()
+	if err != nil {
+		return 0, err
+	}
+	hc, err := changes.Next()
+	if err != nil {
+		return 0, err
+	}
+	for hp || hc {
+		var c int
+		switch {
+		case !hp:
+			c = 1
+		case !hc:
+			c = -1
+		default:
+			c = record.Compare(prev.Key(), changes.Key())
+		}
+		switch {
+		case c < 0:
+			err = out.Write(prev.Key(), prev.Value())
+			if err == nil {
+				hp, err = prev.Next()
+			}
+		default:
+			err = out.Write(changes.Key(), Uncertain)
+			if err == nil && c == 0 {
+				hp, err = prev.Next()
+			}
+			if err == nil {
+				hc, err = changes.Next()
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return out.Count(), nil
+}

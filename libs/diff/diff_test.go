@@ -245,3 +245,44 @@ func (dupSource) ScanHashes(_ context.Context, _ source.Model, fn source.HashFun
 	}
 	return nil
 }
+
+// A mirror run that stopped while delivering leaves its change set's keys
+// Uncertain: the next run sends each of them again, as an upsert while its
+// row is in the model and as a delete once it is not, whatever the stopped
+// run managed to deliver; the other keys keep their committed state.
+func TestUncertainKeysAreSentAgain(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	before := map[int64]string{1: "a", 2: "b", 3: "c"}
+	stopped := map[int64]string{1: "A", 2: "b", 4: "d", 5: "e"} // changes 1, deletes 3, adds 4 and 5
+	prev, _, _ := s.diffOnce(before, "", config.ModeMirror)
+
+	pr, err := snapshot.Open(ctx, s.obs, prev, snapshot.SnapshotPayload)
+	require.NoError(t, err)
+	cand, changes := s.name(), s.name()
+	cw := snapshot.Create(ctx, s.obs, cand, snapshot.SnapshotPayload)
+	chw := snapshot.Create(ctx, s.obs, changes, snapshot.ChangesPayload)
+	_, err = diff.ComputeWith(ctx, tableSource{stopped}, source.Model{}, config.ModeMirror, diff.Options{}, pr, cw, chw)
+	require.NoError(t, err)
+	require.NoError(t, cw.Close())
+	require.NoError(t, chw.Close())
+	pr.Close()
+
+	pr, err = snapshot.Open(ctx, s.obs, prev, snapshot.SnapshotPayload)
+	require.NoError(t, err)
+	defer pr.Close()
+	chr, err := snapshot.Open(ctx, s.obs, changes, snapshot.ChangesPayload)
+	require.NoError(t, err)
+	defer chr.Close()
+	marked := s.name()
+	out := snapshot.Create(ctx, s.obs, marked, snapshot.SnapshotPayload)
+	n, err := diff.MarkUncertain(pr, chr, out)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+	require.EqualValues(t, 5, n, "2 as it was, 1, 3, 4 and 5 uncertain")
+
+	// Meanwhile the model dropped 4 and brought 3 back; 2 did not change.
+	now := map[int64]string{1: "A", 2: "b", 3: "c", 5: "e"}
+	_, got, _ := s.diffOnce(now, marked, config.ModeMirror)
+	require.Equal(t, map[int64]record.Change{1: record.Changed, 3: record.Changed, 4: record.Deleted, 5: record.Changed}, got)
+}

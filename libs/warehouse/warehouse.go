@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -110,15 +111,29 @@ func Tag(ctx context.Context, kv jetstream.KeyValue) (string, error) {
 	for i := range tag {
 		tag[i] = letters[rand.IntN(len(letters))]
 	}
-	if _, err := kv.Create(ctx, tagKey, tag); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	_, err = kv.Create(ctx, tagKey, tag)
+	if err == nil {
+		return string(tag), nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return "", fmt.Errorf("creating the warehouse tag: %w", err)
 	}
-	// Another process may have created it first: its tag wins.
-	e, err = kv.Get(ctx, tagKey)
-	if err != nil {
-		return "", fmt.Errorf("reading the warehouse tag: %w", err)
+	// Another process created it first: its tag wins. On a cluster, a
+	// replica that has not caught up yet may answer the read: wait for it.
+	for attempt := 0; ; attempt++ {
+		e, err = kv.Get(ctx, tagKey)
+		if err == nil {
+			return string(e.Value()), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || attempt == 50 {
+			return "", fmt.Errorf("reading the warehouse tag: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return string(e.Value()), nil
 }
 
 // Previous is the committed snapshot a diff compares against: a table of

@@ -87,6 +87,13 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if r.State.Stopping() {
+		err := s.settleStopped(ctx, log, r)
+		if errors.Is(err, errNotDrained) {
+			return &bus.RetryError{Err: err, Delay: time.Second, Hold: true}
+		}
+		return err
+	}
 	if r.State.Over() {
 		return nil
 	}

@@ -89,8 +89,10 @@ func (s *service) expire(ctx context.Context, r *run.Run, limit time.Duration) e
 	return err
 }
 
-// finishDrained ends a cancelled or failed run once none of its requests
-// is in flight.
+// finishDrained hands a cancelled or failed run to the differ once none
+// of its requests is in flight: the differ settles what it leaves behind
+// and ends it (differ.settleStopped). Announced again every minute until
+// then, in case an announcement is lost.
 func (s *service) finishDrained(ctx context.Context, r *run.Run) error {
 	timeout := config.DefaultTimeout
 	if dest, err := s.Plane.Configs.Destination(ctx, r.Spec.Destination); err == nil {
@@ -102,13 +104,6 @@ func (s *service) finishDrained(ctx context.Context, r *run.Run) error {
 	if err != nil || !drained {
 		return err
 	}
-	if err := s.Plane.ForgetRun(ctx, r.Sync, r.ID); err != nil {
-		return err
-	}
-	r, err = s.Plane.Runs.Finish(ctx, r.Sync, r.ID)
-	if err == nil {
-		s.Log.Info().Str(logging.FieldSync, r.Sync).Str(logging.FieldRun, r.ID).Str("state", string(r.State)).
-			Msg("run drained: no request of it is in flight; the sync may run again")
-	}
-	return err
+	event := fmt.Sprintf("stopped/%d", time.Now().Unix()/60)
+	return run.Announce(ctx, s.Plane.Bus, bus.RunDelivered(r.Sync), r.ID, r.Sync, event)
 }

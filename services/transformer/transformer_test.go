@@ -97,9 +97,9 @@ func (b testBundle) lane(t *testing.T, part int) []record.Batch {
 func TestAFullLaneHandsTheBatchBackAndEveryRecordHasOneEntry(t *testing.T) {
 	b := setup(t, 1)
 	ctx := t.Context()
-	// Every other call drops its record: the second handling of the batch
-	// drops other records than the first.
-	r := b.startRun(t, `var n = 0; function transformEvent(r) { n++; return n % 2 ? r : null; }`)
+	// Every third call drops its record: 20 records a handling, so the
+	// second handling of the batch drops other records than the first.
+	r := b.startRun(t, `var n = 0; function transformEvent(r) { n++; return n % 3 ? r : null; }`)
 	var keys []record.Key
 	lanesHit := map[int]bool{}
 	for i := 0; len(lanesHit) < 2 || len(keys) < 20; i++ {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -370,18 +371,19 @@ func TestDryRunIsOneFromItsFirstWrite(t *testing.T) {
 	ctx := t.Context()
 	pl, err := plane.Open(ctx, ns.JS)
 	require.NoError(t, err)
-	kv, err := ns.JS.KeyValue(ctx, bus.BucketRuns)
+	// Every write of the runs bucket, as it happens: a KV watch could
+	// miss the first when the second follows within microseconds.
+	writes := make(chan *nats.Msg, 16)
+	sub, err := ns.NC.ChanSubscribe("$KV."+bus.BucketRuns+".run.plan_me.*", writes)
 	require.NoError(t, err)
-	w, err := kv.Watch(ctx, "run.plan_me.*", jetstream.UpdatesOnly())
-	require.NoError(t, err)
-	defer func() { _ = w.Stop() }()
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, ns.NC.Flush())
 	r, err := run.StartDryRun(ctx, pl.Bus, pl.Runs, "plan_me")
 	require.NoError(t, err)
 	select {
-	case entry := <-w.Updates():
-		require.NotNil(t, entry)
+	case m := <-writes:
 		var first run.Run
-		require.NoError(t, json.Unmarshal(entry.Value(), &first))
+		require.NoError(t, json.Unmarshal(m.Data, &first))
 		require.Equal(t, r.ID, first.ID)
 		require.True(t, first.DryRun, "the run's first write marks it a dry run")
 	case <-time.After(10 * time.Second):
@@ -529,4 +531,52 @@ func TestDeletesArriveBeforeOtherRecordsOfTheRun(t *testing.T) {
 		}
 	}
 	require.Less(t, lastDelete, firstOther, "every delete of the run arrived before its first other record")
+}
+
+// A mirror run cancelled while it delivers leaves no row at the destination
+// for good: what it delivered is sent again by the next run, as an upsert
+// while the row is in the model and as a delete once it is not. Before, a
+// row it added and the model then dropped stayed at the destination: the
+// next run diffed against a snapshot that never had it. (Found by the
+// history checker.)
+func TestRowsOfACancelledMirrorRunAreDeletedOnceTheModelDropsThem(t *testing.T) {
+	for _, engine := range []config.Engine{config.EngineLocal, config.EngineWarehouse} {
+		t.Run(string(engine), func(t *testing.T) {
+			p := newPG(t)
+			itemsTable(p, "items", 600, 10)
+			hook, url := sink(t)
+			hook.SetLatency(30 * time.Millisecond)
+			e := startEnv(t)
+			sync := itemsSync(p, "items", "items", "hook")
+			sync.Engine = engine
+			e.apply(config.File{
+				Sources:      []config.Source{whSource(p)},
+				Destinations: []config.Destination{hookDest("hook", url, map[string]any{"batch_size": 10, "partitions": 2, "ack_window": 1})},
+				Syncs:        []config.Sync{sync},
+			})
+			ctx := t.Context()
+			r1, err := run.Start(ctx, e.plane.Bus, e.plane.Runs, "items", "manual")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return len(hook.State()) >= 100 }, time.Minute, 10*time.Millisecond)
+			_, err = e.plane.Runs.Cancel(ctx, r1.ID)
+			require.NoError(t, err)
+			require.Equal(t, run.Cancelled, e.waitRun(r1, 30*time.Second).State)
+			delivered := len(hook.State())
+			require.Less(t, delivered, 600, "the cancel stopped the first run")
+
+			hook.SetLatency(0)
+			p.exec(`DELETE FROM $S.items WHERE id % 2 = 0`)
+			r2 := e.runSync("items")
+			require.Equal(t, run.Succeeded, r2.State, r2.Error)
+			state := hook.State()
+			require.Len(t, state, 300, "the destination holds exactly the model")
+			for k := range state {
+				require.NotContains(t, []string{`{"id":2}`, `{"id":4}`}, k)
+			}
+			require.Equal(t, 300, p.count(`SELECT count(*) FROM $S.items`))
+			r3 := e.runSync("items")
+			require.Equal(t, run.Succeeded, r3.State, r3.Error)
+			require.Zero(t, r3.Planned.Total(), "then nothing more to send")
+		})
+	}
 }
