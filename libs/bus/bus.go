@@ -126,6 +126,30 @@ func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
+// readFromLeader turns off direct gets on a KV bucket: reads then go to
+// the stream's leader and see every write acknowledged before them. With
+// direct gets, a replica that has not caught up (a node just restarted)
+// answers with an older value, and a guard that decides on it without
+// writing (a claim finding the run still diffing) decides wrong: an
+// extractor acked a run's announcement as "not for me" and the run sat in
+// extracting. The control plane is read far less than it is written to
+// matter.
+func readFromLeader(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("provisioning KV bucket %s: %w", bucket, err)
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("provisioning KV bucket %s (reads from its leader): %w", bucket, err)
+	}
+	return nil
+}
+
 // Provision creates or updates every stream, bucket and store.
 func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	if err := l.Validate(); err != nil {
@@ -177,6 +201,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		cfg := jetstream.KeyValueConfig{Bucket: b, Storage: l.Storage, Replicas: l.Replicas, History: 1}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("provisioning KV bucket %s: %w", b, err)
+		}
+		if b != BucketValues {
+			if err := readFromLeader(ctx, js, b); err != nil {
+				return err
+			}
 		}
 	}
 	for _, b := range []string{ObjectSnapshots, ObjectPayloads} {

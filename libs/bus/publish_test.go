@@ -159,3 +159,21 @@ func TestAPublishRefusedForPermissionsIsPermanent(t *testing.T) {
 	require.True(t, bus.IsPermanent(err), "%v", err)
 	require.ErrorContains(t, err, "ermissions")
 }
+
+// The control plane's buckets are read from their stream's leader: a
+// replica that lags would answer with an older run, and a guard deciding
+// on it without writing would decide wrong.
+func TestControlPlaneReadsComeFromTheLeader(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	for _, b := range []string{bus.BucketConfig, bus.BucketRuns, bus.BucketState, bus.BucketLeases} {
+		st, err := ns.JS.Stream(t.Context(), "KV_"+b)
+		require.NoError(t, err)
+		require.False(t, st.CachedInfo().Config.AllowDirect, b)
+	}
+	// Provisioning again (every process does at start) keeps it so.
+	require.NoError(t, bus.Provision(t.Context(), ns.JS, bus.DefaultLimits()))
+	st, err := ns.JS.Stream(t.Context(), "KV_"+bus.BucketRuns)
+	require.NoError(t, err)
+	require.False(t, st.CachedInfo().Config.AllowDirect)
+}

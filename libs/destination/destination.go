@@ -89,6 +89,9 @@ type retryAfterError struct {
 }
 
 func (e *retryAfterError) Error() string {
+	if e.after <= 0 {
+		return e.err.Error()
+	}
 	return fmt.Sprintf("%v (retry after %s)", e.err, e.after)
 }
 func (e *retryAfterError) Unwrap() error { return e.err }
@@ -96,6 +99,13 @@ func (e *retryAfterError) Unwrap() error { return e.err }
 // WithRetryAfter marks a transient err with the wait the destination asked for.
 func WithRetryAfter(err error, after time.Duration) error {
 	return &retryAfterError{err: err, after: after}
+}
+
+// IsThrottled reports whether the destination asked to slow down: a 429,
+// or any answer with a Retry-After.
+func IsThrottled(err error) bool {
+	var r *retryAfterError
+	return errors.As(err, &r)
 }
 
 // RetryAfter returns the wait a destination asked for, or 0.

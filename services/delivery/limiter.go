@@ -15,8 +15,19 @@ import (
 // limiter paces the requests of one destination account, shared by every
 // sync and partition that writes to it: a token bucket for the request rate,
 // a semaphore for requests in flight, and additive-increase /
-// multiplicative-decrease on 429s, so a destination that pushes back gets
-// fewer requests until it recovers.
+// multiplicative-decrease when the destination answers 429.
+//
+// The adaptation is built to settle just under a destination's limit with
+// few refusals:
+//   - a 429 is one congestion event, however many requests in flight it
+//     refuses: the rate is cut once (to decrease × the rate the destination
+//     was accepting, measured over the last seconds), and the refusals that
+//     follow within the event's window are not cut again;
+//   - Retry-After pauses the whole account, not just the request refused,
+//     so the requests behind it do not run into the same wall;
+//   - the rate then climbs back by a few percent a second, so the next
+//     event comes tens of seconds later, and requests are spread evenly
+//     (burst 1) while adapting.
 //
 // The configured rate and burst are for the whole account: with several
 // delivery copies running, each takes its share (see members), so together
@@ -30,15 +41,30 @@ type limiter struct {
 	bucket  *rate.Limiter
 	slots   chan struct{} // nil when concurrency is unbounded
 
-	mu     sync.Mutex
-	window []time.Time // request starts in the last second, to learn a rate to cut from
+	mu        sync.Mutex
+	accepted  []time.Time // when requests the destination took started, over the last window
+	pausedTo  time.Time   // no request starts before this (a Retry-After)
+	eventTo   time.Time   // 429s before this belong to the last congestion event
+	raisedAt  time.Time   // when the rate last went up
+	now       func() time.Time
+	adaptive  bool // a 429 was seen: the rate is learned, not configured
+	increases int  // for tests and logs
 }
 
-// minRate is the floor of the adaptive rate, requests per second.
-const minRate = 0.5
+// Adaptation constants.
+const (
+	minRate = 0.5 // requests per second: the floor of the adaptive rate
+	// decrease is the share of the accepted rate kept after a 429.
+	decrease = 0.85
+	// increase is how much the rate grows per second without a 429,
+	// as a share of itself.
+	increase = 0.03
+	// window is how far back the accepted rate is measured.
+	window = 2 * time.Second
+)
 
 func newLimiter(o config.DeliveryOptions, copies *atomic.Int64) *limiter {
-	l := &limiter{ceiling: math.Inf(1), configured: o, copies: copies, shareOf: 1}
+	l := &limiter{ceiling: math.Inf(1), configured: o, copies: copies, shareOf: 1, now: time.Now}
 	if o.RequestsPerSecond > 0 {
 		l.ceiling = o.RequestsPerSecond
 	}
@@ -78,18 +104,34 @@ func (l *limiter) acquire(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	if err := l.waitPause(ctx); err != nil {
+		l.release()
+		return err
+	}
 	if err := l.bucket.Wait(ctx); err != nil {
 		l.release()
 		return err
 	}
-	l.mu.Lock()
-	now := time.Now()
-	l.window = append(l.window, now)
-	for len(l.window) > 0 && now.Sub(l.window[0]) > time.Second {
-		l.window = l.window[1:]
-	}
-	l.mu.Unlock()
 	return nil
+}
+
+// waitPause waits out a Retry-After the destination asked of the account.
+func (l *limiter) waitPause(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		wait := l.pausedTo.Sub(l.now())
+		l.mu.Unlock()
+		if wait <= 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // pacer returns the pace function of one Write (see destination.Pace):
@@ -101,6 +143,9 @@ func (l *limiter) pacer() func(context.Context) error {
 		if started.CompareAndSwap(false, true) {
 			return nil
 		}
+		if err := l.waitPause(ctx); err != nil {
+			return err
+		}
 		return l.bucket.Wait(ctx)
 	}
 }
@@ -111,36 +156,82 @@ func (l *limiter) release() {
 	}
 }
 
-// throttled halves the rate after a 429 (multiplicative decrease).
-func (l *limiter) throttled() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	cur := float64(l.bucket.Limit())
-	if math.IsInf(cur, 1) {
-		cur = float64(len(l.window)) // the rate that was too much
+// acceptedRate is the rate of requests the destination took over the last
+// window; l.mu is held.
+func (l *limiter) acceptedRate(now time.Time) float64 {
+	l.trim(now)
+	if len(l.accepted) == 0 {
+		return 0
 	}
-	l.bucket.SetLimit(rate.Limit(max(cur/2, minRate)))
+	span := max(now.Sub(l.accepted[0]), time.Second)
+	return float64(len(l.accepted)) / span.Seconds()
 }
 
-// succeeded raises the rate a little (additive increase) back towards the
-// configured ceiling.
-func (l *limiter) succeeded() {
+func (l *limiter) trim(now time.Time) {
+	i := 0
+	for i < len(l.accepted) && now.Sub(l.accepted[i]) > window {
+		i++
+	}
+	l.accepted = l.accepted[i:]
+}
+
+// throttled handles a 429: the first of a congestion event cuts the rate
+// (multiplicative decrease) and every one pauses the account for its
+// Retry-After.
+func (l *limiter) throttled(retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	if until := now.Add(retryAfter); until.After(l.pausedTo) {
+		l.pausedTo = until
+	}
+	if now.Before(l.eventTo) {
+		return // the same congestion event: cut once
+	}
 	cur := float64(l.bucket.Limit())
-	if math.IsInf(cur, 1) || cur >= l.ceiling {
+	if accepted := l.acceptedRate(now); accepted > 0 && (math.IsInf(cur, 1) || accepted < cur) {
+		cur = accepted // what the destination took, not what was offered
+	}
+	if math.IsInf(cur, 1) || cur <= 0 {
+		cur = 1
+	}
+	next := max(cur*decrease, minRate)
+	l.bucket.SetLimit(rate.Limit(next))
+	l.bucket.SetBurst(1) // evenly spread while the rate is learned
+	l.adaptive = true
+	// The requests already in flight may meet the same wall: they belong to
+	// this event. A second's worth, or the Retry-After if longer.
+	l.eventTo = now.Add(max(time.Second, retryAfter))
+	l.raisedAt = l.eventTo
+}
+
+// succeeded records a request the destination took and, while the rate
+// is learned, raises it a little for each second gone by without a 429
+// (additive increase, proportional to the rate), up to the ceiling.
+func (l *limiter) succeeded(started time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.accepted = append(l.accepted, started)
+	l.trim(now)
+	if !l.adaptive {
 		return
 	}
-	step := 1.0
-	if !math.IsInf(l.ceiling, 1) {
-		step = max(l.ceiling/20, 0.1)
+	cur := float64(l.bucket.Limit())
+	elapsed := now.Sub(l.raisedAt)
+	if elapsed < 200*time.Millisecond || cur >= l.ceiling {
+		return
 	}
-	next := cur + step
-	if next >= l.ceiling {
-		l.bucket.SetLimit(rate.Limit(l.ceiling))
+	next := min(cur*(1+increase*elapsed.Seconds()), l.ceiling)
+	l.raisedAt = now
+	l.increases++
+	if math.IsInf(next, 1) {
 		return
 	}
 	l.bucket.SetLimit(rate.Limit(next))
+	if next >= l.ceiling && !math.IsInf(l.ceiling, 1) {
+		l.bucket.SetBurst(max(l.configured.Burst/int(max(l.shareOf, 1)), 1))
+	}
 }
 
 // current is the rate in force, for logs and tests.

@@ -305,7 +305,7 @@ func (w *worker) send(ctx context.Context, client destination.Destination, batch
 		bp.latency, bp.attempts = time.Since(sent), attempt
 		metrics.RequestSeconds.WithLabelValues(dest).Observe(bp.latency.Seconds())
 		if err == nil {
-			w.limit.succeeded()
+			w.limit.succeeded(sent)
 			metrics.Requests.WithLabelValues(dest, "ok").Inc()
 			return errs, nil
 		}
@@ -314,12 +314,14 @@ func (w *worker) send(ctx context.Context, client destination.Destination, batch
 			return nil, err
 		}
 		wait := destination.RetryAfter(err)
-		if wait > 0 {
+		if wait <= 0 {
+			wait = backoff(w.opts.RetryBackoff, attempt)
+		}
+		if destination.IsThrottled(err) {
 			metrics.Requests.WithLabelValues(dest, "throttled").Inc()
-			w.limit.throttled()
+			w.limit.throttled(destination.RetryAfter(err))
 		} else {
 			metrics.Requests.WithLabelValues(dest, "retry").Inc()
-			wait = backoff(w.opts.RetryBackoff, attempt)
 		}
 		if attempt >= w.opts.MaxAttempts || time.Now().Add(wait).After(bp.deadline) {
 			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)

@@ -130,7 +130,8 @@ func (c *Client) Do(req *http.Request) (*Response, error) {
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
 		code == http.StatusTooManyRequests, code/100 == 5:
 		err := fmt.Errorf("%s: HTTP %d: %s", c.name, code, c.Snippet(body))
-		if after, ok := RetryAfter(resp.Header, time.Now()); ok {
+		if after, ok := RetryAfter(resp.Header, time.Now()); ok || code == http.StatusTooManyRequests {
+			// A 429 says "slow down" even without a Retry-After.
 			return nil, destination.WithRetryAfter(err, after)
 		}
 		return nil, err

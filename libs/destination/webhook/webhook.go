@@ -297,7 +297,8 @@ func (d *Destination) interpret(resp *http.Response, body []byte, sent []int, n 
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
 		code == http.StatusTooManyRequests, code/100 == 5:
 		err := fmt.Errorf("HTTP %d: %s", code, d.snippet(body))
-		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok || code == http.StatusTooManyRequests {
+			// A 429 says "slow down" even without a Retry-After.
 			return nil, destination.WithRetryAfter(err, after)
 		}
 		return nil, err
