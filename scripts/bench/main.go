@@ -2,7 +2,7 @@
 // the same machine in the same run, prints one table of ratios and writes
 // it as JSON under bench/results.
 //
-//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation] [-rows N] [-out bench/results]
+//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit] [-rows N] [-out bench/results]
 //	go run ./scripts/bench compare A.json B.json
 package main
 
@@ -51,6 +51,7 @@ var scenarios = []scenario{
 	{name: "scaleout", size: 100_000, run: benchScaleout, target: "near-linear, then respects the limit"},
 	{name: "latency", size: 1_000_000, run: wrap(benchLatency), target: "none in the issue"},
 	{name: "isolation", size: 1_000_000, run: wrap(benchIsolation), target: "<= 1.5x alone"},
+	{name: "ratelimit", size: 0, run: wrap(benchRateLimit), target: ">= 0.9x the limit, < 5% 429"},
 }
 
 func wrap(fn func(context.Context, int64) ([]Row, []string, error)) func(context.Context, options, int64) ([]Row, []string, error) {

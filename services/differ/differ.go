@@ -142,12 +142,15 @@ func (s *service) diff(ctx context.Context, log zerolog.Logger, r *run.Run, deli
 		return err
 	}
 	lctx, stop := s.Plane.Runs.KeepClaim(ctx, r.Sync, r.ID, owner, s.ClaimTTL)
-	defer stop()
 	log.Info().Int("attempt", r.Claims).Msg("diffing")
-	err = s.diffClaimed(lctx, log, r, owner, delivered)
-	if cause := context.Cause(lctx); lctx.Err() != nil && ctx.Err() == nil {
-		// The claim was lost or the run stopped: what this attempt wrote
-		// is its own, and nobody will read it.
+	advanced, err := s.diffClaimed(lctx, ctx, log, r, owner, delivered)
+	lost, cause := lctx.Err() != nil, context.Cause(lctx) // before stop ends lctx too
+	stop()
+	if !advanced && lost && ctx.Err() == nil {
+		// The claim was lost or the run stopped mid-diff: what this
+		// attempt wrote is its own, and nobody will read it. (Once the run
+		// advanced, its claim is gone by design and the objects are the
+		// run's.)
 		log.Warn().Err(cause).Msg("diff abandoned")
 		s.deleteAttempt(context.WithoutCancel(ctx), r.Sync, r.ID, r.Claims)
 		return nil
@@ -169,28 +172,31 @@ func (s *service) afterDiff(ctx context.Context, log zerolog.Logger, r *run.Run)
 	return nil // paused (a resume announces it again), awaiting approval, over
 }
 
-func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Run, owner string, delivered uint64) error {
+// diffClaimed diffs a run under its claim (ctx ends if the claim is
+// lost) and reports whether the run advanced past its diff; what follows
+// the advance runs under parent, the claim being over by then.
+func (s *service) diffClaimed(ctx, parent context.Context, log zerolog.Logger, r *run.Run, owner string, delivered uint64) (bool, error) {
 	plan, err := s.prepare(ctx, r)
 	if bus.IsTransient(err) {
-		return err // NATS: handed back and tried again
+		return false, err // NATS: handed back and tried again
 	}
 	if err != nil {
-		return s.fail(ctx, log, r, err)
+		return false, s.fail(ctx, log, r, err)
 	}
 	// Read once: the commit keeps the old snapshot entries of exactly these
 	// keys, whatever `ebb sync retry` releases meanwhile.
 	skip, err := quarantine.New(s.Plane.State).Quarantined(ctx, r.Sync)
 	if err != nil {
-		return err
+		return false, err
 	}
 	quarantined, err := s.saveQuarantined(ctx, r, skip)
 	if err != nil {
-		return err
+		return false, err
 	}
 	engine, stats, types, err := s.computeDiff(ctx, log, plan, r, skip)
 	if err != nil {
 		if ctx.Err() != nil {
-			return err
+			return false, err
 		}
 		s.deleteAttempt(ctx, r.Sync, r.ID, r.Claims)
 		var transient *source.TransientError
@@ -202,14 +208,14 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 			// NATS went away (a restart, an election): not the run's fault.
 			log.Warn().Err(err).Msg("NATS failed transiently; the diff will be retried")
 		default:
-			return s.fail(ctx, log, r, err)
+			return false, s.fail(ctx, log, r, err)
 		}
 		_, _ = s.Plane.Runs.Release(ctx, r.Sync, r.ID, owner)
-		return err
+		return false, err
 	}
 	prev, _, err := snapshot.LoadPointer(ctx, s.Plane.State, r.Sync)
 	if err != nil {
-		return err
+		return false, err
 	}
 	next, stop := run.Extracting, plan.sync.Safety.Check(prev.Rows, stats.Deletes, stats.Changes)
 	if stop != "" && !r.DryRun { // a dry run reports the stop it would trip
@@ -240,27 +246,27 @@ func (s *service) diffClaimed(ctx context.Context, log zerolog.Logger, r *run.Ru
 		// this attempt wrote.
 		log.Info().Err(err).Msg("diff not used")
 		s.deleteAttempt(ctx, r.Sync, r.ID, attempt)
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
+	ctx = parent
 	log.Info().Str("engine", engine).Int64("rows", stats.Rows).Int64("adds", stats.Adds).Int64("changes", stats.Changes).
 		Int64("deletes", stats.Deletes).Msg("diffed")
 	if len(types.changes) > 0 {
 		log.Warn().Strs(fieldTypeChanges, types.changes).Msg("columns changed type since the committed snapshot; every row is planned again")
 	}
-	if r.Planned.Total() == 0 {
-		return s.commit(ctx, log, r)
-	}
-	if r.Phase() == run.AwaitingApproval {
+	switch {
+	case r.Planned.Total() == 0:
+		return true, s.commit(ctx, log, r)
+	case r.Phase() == run.AwaitingApproval:
 		log.Warn().Str("reason", stop).Msg("safety stop: the run waits for approval (ebb runs approve) before sending anything")
-		return nil
+		return true, nil
+	case r.State == run.Paused:
+		return true, nil
 	}
-	if r.State == run.Paused {
-		return nil
-	}
-	return run.Announce(ctx, s.Plane.Bus, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
+	return true, run.Announce(ctx, s.Plane.Bus, bus.RunDiffed(r.Sync), r.ID, r.Sync, "diffed")
 }
 
 // deleteAttempt removes the objects a diff attempt wrote (its warehouse

@@ -211,7 +211,7 @@ func keySet(ids []int64) map[string]bool {
 func (d *driver) chaos(dur time.Duration) {
 	start := time.Now()
 	more := func() bool {
-		return time.Since(start) < dur || len(d.must) > 0 && time.Since(start) < dur*3/2
+		return time.Since(start) < dur || len(d.must) > 0 && time.Since(start) < dur*2
 	}
 	for n := 1; more(); n++ {
 		r := d.draw(n)
@@ -316,7 +316,7 @@ func (d *driver) disrupt(r round) bool {
 			dst.hook.SetLatency(300 * time.Millisecond)
 		}
 		d.triggerAll()
-		return d.hunt(string(run.Delivering), 15*time.Second)
+		return d.hunt(string(run.Delivering), 30*time.Second)
 	case disKillCommitting:
 		// Records that fail make the commit patch the whole snapshot and
 		// count the failures towards quarantine: a commit long enough to
@@ -331,7 +331,9 @@ func (d *driver) disrupt(r round) bool {
 			})
 		}
 		d.triggerAll()
-		return d.hunt(string(run.Committing), 20*time.Second)
+		// A run resending a stopped run's keys can deliver for a while
+		// before it commits.
+		return d.hunt(string(run.Committing), 30*time.Second)
 	case disKillRandom:
 		d.triggerAll()
 		time.Sleep(r.delay)

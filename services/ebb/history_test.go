@@ -50,7 +50,7 @@ import (
 // HISTORY_SEED replays a run (the seed is logged; it fixes the data and
 // the actions, while timing decides where kills land). HISTORY_DURATION
 // (default 35s: the chaos of "single"; "cluster" gets 3/5 of it; either
-// goes on up to half as long again while its must-do disruptions remain),
+// goes on up to as long again while its must-do disruptions remain),
 // HISTORY_ROWS (default 2000) and HISTORY_SCENARIOS (single,cluster) tune
 // it; HISTORY_DISRUPTIONS=cancel,pause-resume (see disruptionWeights)
 // draws only those, to chase one problem. `make chaos` runs a long variant.
