@@ -126,28 +126,23 @@ func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-// readFromLeader turns off direct gets on a KV bucket: reads then go to
-// the stream's leader and see every write acknowledged before them. With
-// direct gets, a replica that has not caught up (a node just restarted)
-// answers with an older value, and a guard that decides on it without
-// writing (a claim finding the run still diffing) decides wrong: an
-// extractor acked a run's announcement as "not for me" and the run sat in
-// extracting. The control plane is read far less than it is written to
-// matter.
-func readFromLeader(ctx context.Context, js jetstream.JetStream, bucket string) error {
-	st, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return fmt.Errorf("provisioning KV bucket %s: %w", bucket, err)
+// leaderReadKV is the stream of a KV bucket read only from its leader:
+// reads then see every write acknowledged before them. With direct gets
+// (the KV default), a replica that has not caught up (a node just
+// restarted) answers with an older value, and a guard that decides on it
+// without writing (a claim finding the run still diffing) decides wrong:
+// an extractor acked a run's announcement as "not for me" and the run sat
+// in extracting. The stream is written as the KV layer would, but never
+// with direct gets, not even for a moment: a client binds its reading mode
+// when it opens the bucket, and one that bound to direct gets while they
+// were on got no answers once they were off.
+func leaderReadKV(bucket string, l Limits) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name: "KV_" + bucket, Subjects: []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgs: -1, MaxMsgSize: -1, MaxConsumers: -1,
+		Storage: l.Storage, Replicas: l.Replicas, Discard: jetstream.DiscardNew,
+		AllowRollup: true, DenyDelete: true, AllowDirect: false, Duplicates: 2 * time.Minute,
 	}
-	cfg := st.CachedInfo().Config
-	if !cfg.AllowDirect {
-		return nil
-	}
-	cfg.AllowDirect = false
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("provisioning KV bucket %s (reads from its leader): %w", bucket, err)
-	}
-	return nil
 }
 
 // Provision creates or updates every stream, bucket and store.
@@ -197,16 +192,15 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			return fmt.Errorf("provisioning stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{BucketConfig, BucketRuns, BucketState, BucketLeases, BucketValues} {
-		cfg := jetstream.KeyValueConfig{Bucket: b, Storage: l.Storage, Replicas: l.Replicas, History: 1}
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+	for _, b := range []string{BucketConfig, BucketRuns, BucketState, BucketLeases} {
+		if _, err := js.CreateOrUpdateStream(ctx, leaderReadKV(b, l)); err != nil {
 			return fmt.Errorf("provisioning KV bucket %s: %w", b, err)
 		}
-		if b != BucketValues {
-			if err := readFromLeader(ctx, js, b); err != nil {
-				return err
-			}
-		}
+	}
+	// Kept values only feed plans: any replica may answer.
+	values := jetstream.KeyValueConfig{Bucket: BucketValues, Storage: l.Storage, Replicas: l.Replicas, History: 1}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, values); err != nil {
+		return fmt.Errorf("provisioning KV bucket %s: %w", BucketValues, err)
 	}
 	for _, b := range []string{ObjectSnapshots, ObjectPayloads} {
 		cfg := jetstream.ObjectStoreConfig{Bucket: b, Storage: l.Storage, Replicas: l.Replicas}

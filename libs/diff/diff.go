@@ -212,6 +212,13 @@ func ComputeWith(ctx context.Context, src source.Source, m source.Model, mode co
 // as diffed), except that every key in keep retains its entry from prev
 // (or its absence): those records failed, so the next run sends them again.
 func Commit(prev, candidate *snapshot.Reader, keep map[string]bool, out *snapshot.Writer) error {
+	return CommitWith(prev, candidate, keep, nil, out)
+}
+
+// CommitWith is Commit where, besides, the keys in uncertain get the
+// Uncertain hash, present whatever prev and the candidate say: records
+// that may or may not have reached the destination.
+func CommitWith(prev, candidate *snapshot.Reader, keep, uncertain map[string]bool, out *snapshot.Writer) error {
 	hp, err := prev.Next()
 	if err != nil {
 		return err
@@ -219,6 +226,15 @@ func Commit(prev, candidate *snapshot.Reader, keep map[string]bool, out *snapsho
 	hc, err := candidate.Next()
 	if err != nil {
 		return err
+	}
+	write := func(key record.Key, value []byte, present bool) error {
+		switch {
+		case uncertain[string(key)]:
+			return out.Write(key, Uncertain)
+		case present:
+			return out.Write(key, value)
+		}
+		return nil
 	}
 	for hp || hc {
 		var c int
@@ -232,31 +248,27 @@ func Commit(prev, candidate *snapshot.Reader, keep map[string]bool, out *snapsho
 		}
 		switch {
 		case c < 0: // only in prev: deleted from the model
-			if keep[string(prev.Key())] {
-				if err := out.Write(prev.Key(), prev.Value()); err != nil {
-					return err
-				}
+			err = write(prev.Key(), prev.Value(), keep[string(prev.Key())])
+			if err == nil {
+				hp, err = prev.Next()
 			}
-			hp, err = prev.Next()
 		case c > 0: // only in candidate: added
-			if !keep[string(candidate.Key())] {
-				if err := out.Write(candidate.Key(), candidate.Value()); err != nil {
-					return err
-				}
+			err = write(candidate.Key(), candidate.Value(), !keep[string(candidate.Key())])
+			if err == nil {
+				hc, err = candidate.Next()
 			}
-			hc, err = candidate.Next()
 		default:
 			src := candidate
 			if keep[string(prev.Key())] {
 				src = prev
 			}
-			if err := out.Write(src.Key(), src.Value()); err != nil {
-				return err
+			err = write(src.Key(), src.Value(), true)
+			if err == nil {
+				hp, err = prev.Next()
 			}
-			if hp, err = prev.Next(); err != nil {
-				return err
+			if err == nil {
+				hc, err = candidate.Next()
 			}
-			hc, err = candidate.Next()
 		}
 		if err != nil {
 			return err

@@ -585,3 +585,44 @@ func Clean(ctx context.Context, w source.Warehouse, tag string, active func(runI
 	}
 	return dropped, nil
 }
+
+// MarkUncertain gives the keys in uncertain the row hash diff.Uncertain in
+// the run's snapshot table, present whether or not the table had them, so
+// the next run sends each again: an upsert while its row is in the model, a
+// delete once it is not. A mirror run commits its failed records so, since
+// a record that failed may have reached the destination (a timeout after the
+// destination took it). Call it after Patch, on the same tables; it is
+// idempotent.
+func MarkUncertain(ctx context.Context, w source.Warehouse, t Tables, n int, uncertain map[string]bool) (int64, error) {
+	snap := w.Table(t.Snapshot)
+	if err := load(ctx, w, snap, t.Keys, n, nil); err != nil {
+		return 0, fmt.Errorf("marking uncertain keys: %w", err)
+	}
+	var pending []string
+	for k := range uncertain {
+		pending = append(pending, k)
+	}
+	hash := any(append([]byte(nil), diff.Uncertain...))
+	if w.Dialect().HashHex {
+		hash = hex.EncodeToString(diff.Uncertain)
+	}
+	err := writeRows(ctx, w, t.Keys, func() ([]any, bool, error) {
+		if len(pending) == 0 {
+			return nil, false, nil
+		}
+		row, err := keyParts(record.Key(pending[0]), n)
+		pending = pending[1:]
+		return append(row, hash), err == nil, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("uploading uncertain keys: %w", err)
+	}
+	_, err = w.Exec(ctx,
+		deleteKeys(w, t.Snapshot, t.Keys, n),
+		source.Stmt{SQL: "INSERT INTO " + snap + " SELECT * FROM " + w.Table(t.Keys)},
+		source.Stmt{SQL: "DROP TABLE " + w.Table(t.Keys)})
+	if err != nil {
+		return 0, fmt.Errorf("marking uncertain keys: %w", err)
+	}
+	return w.QueryInt(ctx, "SELECT count(*) FROM "+snap)
+}

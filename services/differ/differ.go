@@ -380,7 +380,7 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 	}
 	next := snapshot.Pointer{RunID: r.ID, Engine: engineLocal, Object: r.Candidate, Rows: r.ModelRows, CommittedAt: time.Now().UTC(),
 		Columns: committedColumns(r, prev)}
-	if len(keep) > 0 {
+	if !keep.empty() {
 		prevObj := prev.Object
 		if prev.InWarehouse() {
 			prevObj = snapshot.AttemptName(r.Sync, r.ID, "previous", r.DiffAttempt) // the diff's copy of the table
@@ -405,20 +405,36 @@ func (s *service) movePointer(ctx context.Context, log zerolog.Logger, r *run.Ru
 // records that did not reach the destination, and the keys the run left
 // out because they were quarantined when it diffed (not those quarantined
 // now: a key released meanwhile was not sent either).
-func (s *service) failedKeys(ctx context.Context, r *run.Run) (map[string]bool, error) {
+func (s *service) failedKeys(ctx context.Context, r *run.Run) (commitKeys, error) {
 	keep, err := s.quarantinedAtDiff(ctx, r)
 	if err != nil {
-		return nil, err
+		return commitKeys{}, err
 	}
 	failures, err := s.failures(ctx, r)
 	if err != nil {
-		return nil, err
+		return commitKeys{}, err
 	}
+	ck := commitKeys{keep: keep, uncertain: map[string]bool{}}
 	for _, f := range failures {
-		keep[string(f.KeyEnc)] = true
+		if f.Status == record.Failed && r.Spec.Mode == config.ModeMirror {
+			// It may have reached the destination all the same (a timeout
+			// after the destination took it): once the model drops the
+			// row, a delete must follow (see diff.Uncertain).
+			ck.uncertain[string(f.KeyEnc)] = true
+			continue
+		}
+		ck.keep[string(f.KeyEnc)] = true
 	}
-	return keep, nil
+	return ck, nil
 }
+
+// commitKeys are the keys a commit does not take from the run's
+// candidate: keep (quarantined when the run diffed, failed, or gone from
+// the model before extraction) keep their previous entry; uncertain
+// (failed records of a mirror run) get diff.Uncertain.
+type commitKeys struct{ keep, uncertain map[string]bool }
+
+func (c commitKeys) empty() bool { return len(c.keep)+len(c.uncertain) == 0 }
 
 // failures reads the run's failed and vanished records.
 func (s *service) failures(ctx context.Context, r *run.Run) ([]record.Result, error) {
@@ -446,7 +462,7 @@ func (s *service) recordStreaks(ctx context.Context, log zerolog.Logger, r *run.
 
 // patch writes the committed snapshot: the candidate, with failed keys
 // restored from the previous snapshot.
-func (s *service) patch(ctx context.Context, prevObj, candObj, outObj string, keep map[string]bool) (int64, error) {
+func (s *service) patch(ctx context.Context, prevObj, candObj, outObj string, keys commitKeys) (int64, error) {
 	prev, err := snapshot.Open(ctx, s.Plane.Snapshots, prevObj, snapshot.SnapshotPayload)
 	if err != nil {
 		return 0, err
@@ -458,7 +474,7 @@ func (s *service) patch(ctx context.Context, prevObj, candObj, outObj string, ke
 	}
 	defer cand.Close()
 	out := snapshot.Create(ctx, s.Plane.Snapshots, outObj, snapshot.SnapshotPayload)
-	if err := diff.Commit(prev, cand, keep, out); err != nil {
+	if err := diff.CommitWith(prev, cand, keys.keep, keys.uncertain, out); err != nil {
 		out.Abort(err)
 		return 0, err
 	}

@@ -188,7 +188,7 @@ func (s *service) movePointerInWarehouse(ctx context.Context, log zerolog.Logger
 	}
 	next := snapshot.Pointer{RunID: r.ID, Engine: engineWarehouse, Table: t.Snapshot, Rows: r.ModelRows, CommittedAt: time.Now().UTC(),
 		Columns: committedColumns(r, prev)}
-	if len(keep) > 0 {
+	if !keep.empty() {
 		src, err := s.openWarehouse(ctx, r.Spec.Source)
 		if err != nil {
 			return err
@@ -198,8 +198,14 @@ func (s *service) movePointerInWarehouse(ctx context.Context, log zerolog.Logger
 		if !prev.InWarehouse() {
 			prevTable = t.Previous // the diff loaded the previous object there
 		}
-		if next.Rows, err = warehouse.Patch(ctx, src, t, prevTable, len(r.Spec.Model.PrimaryKey), keep); err != nil {
+		n := len(r.Spec.Model.PrimaryKey)
+		if next.Rows, err = warehouse.Patch(ctx, src, t, prevTable, n, keep.keep); err != nil {
 			return err
+		}
+		if len(keep.uncertain) > 0 {
+			if next.Rows, err = warehouse.MarkUncertain(ctx, src, t, n, keep.uncertain); err != nil {
+				return err
+			}
 		}
 	}
 	if err := snapshot.StorePointer(ctx, s.Plane.State, r.Sync, next, rev); err != nil {

@@ -58,7 +58,9 @@ func TestPoisonRowIsQuarantined(t *testing.T) {
 	require.Len(t, id, 2, out)
 	r5 := e.waitRun(&run.Run{Sync: "customers", ID: id[1]}, time.Minute)
 	require.Equal(t, run.Succeeded, r5.State, r5.Error)
-	require.EqualValues(t, 1, r5.Adds.Delivered)
+	// In mirror mode a failed record's key is committed uncertain, so it
+	// goes again as a change (an upsert) rather than an add.
+	require.EqualValues(t, 1, r5.Adds.Delivered+r5.Changes.Delivered)
 	require.Contains(t, hook.State(), poison)
 	out, code = ebbCLI(t, e, "sync", "quarantine", "customers")
 	require.Zero(t, code, out)
