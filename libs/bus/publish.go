@@ -195,14 +195,18 @@ func (b *Bus) Body(ctx context.Context, msg jetstream.Msg) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // a large object, not the 5 s default
 	defer cancel()
-	ctx, guard, stop := GuardStalls(ctx)
-	defer stop()
-	obj, err := b.payloads.Get(ctx, name)
+	guard := GuardStalls(ctx)
+	defer guard.Stop()
+	var obj jetstream.ObjectResult
+	err := guard.Step(func() (err error) {
+		obj, err = b.payloads.Get(guard.Context(), name)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading payload %s: %w", name, err)
 	}
 	defer obj.Close()
-	data, err := io.ReadAll(guard(obj))
+	data, err := io.ReadAll(guard.Reader(obj))
 	if err != nil {
 		return nil, fmt.Errorf("reading payload %s: %w", name, err)
 	}

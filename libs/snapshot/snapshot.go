@@ -130,14 +130,18 @@ const readLimit = 24 * time.Hour
 // guarded against a read that stalls (see bus.GuardStalls).
 func get(ctx context.Context, obs jetstream.ObjectStore, name string) (io.ReadCloser, context.CancelFunc, error) {
 	ctx, limit := context.WithTimeout(ctx, readLimit)
-	ctx, guard, stop := bus.GuardStalls(ctx)
-	cancel := func() { stop(); limit() }
-	res, err := obs.Get(ctx, name)
+	guard := bus.GuardStalls(ctx)
+	cancel := func() { guard.Stop(); limit() }
+	var res jetstream.ObjectResult
+	err := guard.Step(func() (err error) {
+		res, err = obs.Get(guard.Context(), name)
+		return err
+	})
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("opening %s: %w", name, err)
 	}
-	return readCloser{Reader: guard(res), Closer: res}, cancel, nil
+	return readCloser{Reader: guard.Reader(res), Closer: res}, cancel, nil
 }
 
 type readCloser struct {

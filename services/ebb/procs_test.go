@@ -101,7 +101,7 @@ func newProcs(t *testing.T, natsURL string, env ...string) *procs {
 		}
 		if t.Failed() {
 			for _, n := range names {
-				ps.dumpLog(n, 400)
+				ps.dumpLog(n, 100)
 			}
 		}
 	})
