@@ -43,6 +43,9 @@ type limiter struct {
 
 	mu        sync.Mutex
 	accepted  []time.Time // when requests the destination took started, over the last window
+	inFlight  int         // requests between acquire and release
+	idleSince time.Time   // when the last request in flight ended
+	busySince time.Time   // when requests started again after a window without any
 	pausedTo  time.Time   // no request starts before this (a Retry-After)
 	eventTo   time.Time   // 429s before this belong to the last congestion event
 	raisedAt  time.Time   // when the rate last went up
@@ -104,6 +107,12 @@ func (l *limiter) acquire(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	l.mu.Lock()
+	if now := l.now(); l.inFlight == 0 && now.Sub(l.idleSince) > window {
+		l.busySince = now
+	}
+	l.inFlight++
+	l.mu.Unlock()
 	if err := l.waitPause(ctx); err != nil {
 		l.release()
 		return err
@@ -151,19 +160,28 @@ func (l *limiter) pacer() func(context.Context) error {
 }
 
 func (l *limiter) release() {
+	l.mu.Lock()
+	l.inFlight--
+	if l.inFlight == 0 {
+		l.idleSince = l.now()
+	}
+	l.mu.Unlock()
 	if l.slots != nil {
 		<-l.slots
 	}
 }
 
 // acceptedRate is the rate of requests the destination took over the last
-// window; l.mu is held.
+// window, or since requests started again if that is shorter: a 429 at
+// the start of a run must not be cut from a rate diluted by the idle time
+// before it. l.mu is held.
 func (l *limiter) acceptedRate(now time.Time) float64 {
 	l.trim(now)
 	if len(l.accepted) == 0 {
 		return 0
 	}
-	span := max(now.Sub(l.accepted[0]), time.Second)
+	span := min(window, now.Sub(l.busySince))
+	span = max(span, 100*time.Millisecond)
 	return float64(len(l.accepted)) / span.Seconds()
 }
 

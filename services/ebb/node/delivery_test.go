@@ -17,10 +17,12 @@ import (
 	"github.com/ebb-etl/ebb/libs/run"
 )
 
-// scripted answers each request with the next status of a script, passing
-// 200s on to a capture receiver, and logs when each request came.
+// scripted answers each request with the next status of a script (after
+// those of first, once), passing 200s on to a capture receiver, and logs
+// when each request came.
 type scripted struct {
 	mu       sync.Mutex
+	first    []int
 	script   []int
 	n        int
 	attempts []time.Time
@@ -31,7 +33,9 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.attempts = append(s.attempts, time.Now())
 	status := http.StatusOK
-	if len(s.script) > 0 {
+	if len(s.first) > 0 {
+		status, s.first = s.first[0], s.first[1:]
+	} else if len(s.script) > 0 {
 		status = s.script[s.n%len(s.script)]
 		s.n++
 	}
@@ -45,6 +49,13 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, fmt.Sprintf("scripted %d", status), status)
 	}
+}
+
+// setFirst makes the next requests get these statuses, once.
+func (s *scripted) setFirst(first []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.first = first
 }
 
 func (s *scripted) setScript(script []int) {
@@ -84,7 +95,13 @@ func TestOrderPerKeyUnderFailures(t *testing.T) {
 	p.exec(`CREATE TABLE $S.k (id int PRIMARY KEY, version int)`)
 	p.exec(`INSERT INTO $S.k SELECT i, 0 FROM generate_series(1, 50) i`)
 	srv, url := startScripted(t)
-	srv.setScript([]int{200, 500, 200, 429, 200, 400, 200, 200, 500, 200, 200})
+	// A 429 is a rate signal: delivery slows down after each one and
+	// climbs back by a few percent a second (see limiter.go), so a 429 in
+	// every 11 requests would bring the rate to its floor and the test to
+	// minutes. The first run meets one; the 500s and the 400 go on.
+	srv.setFirst([]int{200, 429})
+	script := []int{200, 500, 200, 200, 200, 400, 200, 200, 500, 200, 200}
+	srv.setScript(script)
 	e := startEnv(t)
 	e.apply(versionsConfig(p, url, nil))
 
