@@ -24,7 +24,7 @@ type WorkOptions struct {
 	Workers int
 	// KeepAlive is how often a message still being handled is marked in
 	// progress, so JetStream does not redeliver it; keep it well under the
-	// consumer's AckWait. Default: 10s, or a third of the AckWait if less.
+	// consumer's AckWait. Default: a third of the AckWait, at most 10s.
 	KeepAlive time.Duration
 	// MaxBackoff caps the delay of a nak.
 	MaxBackoff time.Duration
@@ -63,8 +63,8 @@ func (b *Bus) Work(ctx context.Context, cons jetstream.Consumer, o WorkOptions, 
 		o.Workers = 1
 	}
 	if o.KeepAlive <= 0 {
-		// Well inside the consumer's ack wait, which EBB_ACK_WAIT may
-		// have made shorter than the usual 10s.
+		// Well inside the consumer's ack wait: two marks may be lost or
+		// late before the message is redelivered.
 		o.KeepAlive = 10 * time.Second
 		if wait := cons.CachedInfo().Config.AckWait; wait > 0 {
 			o.KeepAlive = min(o.KeepAlive, wait/3)
@@ -205,9 +205,12 @@ func backoff(msg jetstream.Msg, max time.Duration) time.Duration {
 
 // DefaultAckWait is how long a consumer waits for the ack of a message
 // before redelivering it: after a copy dies, its messages go to another
-// after this long. A republish after such a crash comes at least this long
+// after this long. A handler that takes longer (an extraction, a request a
+// slow destination is answering) is kept alive by Work's in-progress marks
+// every third of it, so this bounds only what a crash costs, not how long
+// work may take. A republish after such a crash comes at least this long
 // after the first publish, which is why Limits.Duplicates is a multiple of it.
-const DefaultAckWait = 60 * time.Second
+const DefaultAckWait = 10 * time.Second
 
 // EnvAckWait names the environment variable that overrides DefaultAckWait
 // in every consumer a process provisions (a Go duration, at least 1s).

@@ -52,16 +52,10 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Plane, error) {
 }
 
 // ForgetRun deletes what an ended run left in the data plane: its
-// extraction checkpoint, the transformer's records of lanes published,
-// its bodies in the payload store and the objects of its diff, except
+// extraction checkpoint, its bodies in the payload store and the objects of its diff, except
 // keep (the snapshot it committed). Each is also safe to repeat.
 func (p *Plane) ForgetRun(ctx context.Context, sync, runID string, keep ...string) error {
 	_ = p.State.Delete(ctx, "checkpoint."+runID+".extract")
-	if keys, err := p.State.ListKeysFiltered(ctx, "transform."+runID+".*"); err == nil {
-		for k := range keys.Keys() {
-			_ = p.State.Purge(ctx, k)
-		}
-	}
 	if err := p.Bus.DeletePayloads(ctx, sync+"/"+runID+"/"); err != nil {
 		return err
 	}

@@ -183,18 +183,13 @@ func (w *worker) serve(ctx context.Context, p int) error {
 	if w.lanes[p] {
 		return nil
 	}
-	// A request in flight is kept alive while it lasts; a dead copy's
-	// batches go to another after the destination's timeout plus half the
-	// usual ack wait (30s by default; less with EBB_ACK_WAIT).
-	ackWait, err := bus.AckWait()
-	if err != nil {
-		return err
-	}
+	// A request in flight is kept alive by Work's in-progress marks however
+	// long the destination takes, so a dead copy's batches go to another
+	// after the usual ack wait (10s), not after the destination's timeout.
 	cons, err := bus.Durable(ctx, w.plane.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
 		Durable:       fmt.Sprintf("deliver_%s_%d", w.dest.Name, p),
 		FilterSubject: bus.Deliver(w.dest.Name, p),
 		MaxAckPending: w.opts.AckWindow,
-		AckWait:       w.opts.Timeout + ackWait/2,
 	})
 	if err != nil {
 		return err

@@ -97,8 +97,8 @@ func readChaosParams(t *testing.T) chaosParams {
 // scheduler, differ, extractor, transformer, reporting or admin sends
 // nothing twice to the destination. A crash of delivery resends the batches
 // it had not acked: at most ack_window messages per partition, each holding
-// at most the records of one extracted batch (batch_size × partitions,
-// when every key of a batch hashes to the same lane). So per delivery kill
+// at most the records of one extracted batch (batch_size × partitions: a
+// batch goes whole to one lane). So per delivery kill
 // at most partitions × ack_window × batch_size × partitions records arrive
 // twice, and with no delivery kill there are none.
 //

@@ -1,6 +1,6 @@
 // Package transformer is the service that maps extracted records into what
-// the destination expects and routes each to its destination partition by a
-// hash of its key, so every key always takes the same ordered lane.
+// the destination expects and routes each extracted batch, whole, to one
+// of its destination's lanes (see Lane).
 package transformer
 
 import (
@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -81,12 +80,15 @@ func Run(ctx context.Context, d Deps) error {
 	return d.Plane.Bus.Work(ctx, cons, bus.WorkOptions{Workers: d.Workers}, d.Log, s.handle)
 }
 
-// Partition picks a key's lane.
-func Partition(key record.Key, partitions int) int {
-	h := fnv.New32a()
-	h.Write(key)
-	return int(h.Sum32() % uint32(partitions))
-}
+// Lane picks the destination lane of a run's batch: batches go round the
+// lanes in turn, each whole. Keeping a batch whole fills the destination's
+// requests to batch_size (a batch spread over lanes by key became one
+// part-filled request per lane) and takes one publish. Order per key does
+// not need a key to keep its lane: a key is in one batch of a run (a
+// mirror run's deletes go, and get their results, before its other
+// records), and a run delivers nothing before the previous run of its sync
+// has ended and its requests in flight with it.
+func Lane(seq, partitions int) int { return seq % max(partitions, 1) }
 
 func (s *service) plan(ctx context.Context, sync, runID string) (*runPlan, error) {
 	s.mu.Lock()
@@ -152,108 +154,46 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	dest := p.run.Spec.Destination
-	if lane, ok := s.full.any(dest, b.Records, p.run.Partitions); ok {
+	dest, lane := p.run.Spec.Destination, Lane(b.Seq, p.run.Partitions)
+	if s.full.is(dest, lane) {
 		return handBack(fmt.Errorf("lane %d of destination %q: %w", lane, dest, bus.ErrFull))
 	}
-	lanes, verdict := s.transform(ctx, p, b)
+	records, verdict := s.transform(ctx, p, b)
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: records cut short are redelivered, not failed
 	}
 	if verdict != "" {
 		return s.stopRun(ctx, b, verdict)
 	}
-	return s.publish(ctx, msg, p, b, lanes)
+	return s.publish(ctx, b, dest, lane, records)
 }
 
-// publish publishes a batch's lanes. A lane that is full hands the batch
-// back: the lanes already published are recorded, so the batch's return,
-// however late (past the streams' duplicate window), publishes only the
-// others.
-func (s *service) publish(ctx context.Context, msg jetstream.Msg, p *runPlan, b record.Batch, lanes [][]record.Record) error {
-	done, err := s.progress(ctx, msg, b)
+// publish publishes a batch's records to its lane, as one message: what
+// the transformation answered the first time is all that is ever
+// delivered, since a repeat within the duplicate window is dropped and a
+// later one can only follow a batch that was handed back unpublished. A
+// full lane hands the batch back.
+func (s *service) publish(ctx context.Context, b record.Batch, dest string, lane int, records []record.Record) error {
+	out := record.Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: lane, Destination: dest, Records: records}
+	data, err := json.Marshal(out)
 	if err != nil {
-		return err
+		return fmt.Errorf("encoding batch %d: %w", b.Seq, err)
 	}
-	dest := p.run.Spec.Destination
-	published := false
-	for part, records := range lanes {
-		if len(records) == 0 || done[part] {
-			continue
-		}
-		out := record.Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: part, Destination: dest, Records: records}
-		data, err := json.Marshal(out)
-		if err != nil {
-			return fmt.Errorf("encoding batch %d: %w", b.Seq, err)
-		}
-		id := record.MsgID(b.Sync, b.RunID, "transform", b.Seq, part)
-		err = s.Plane.Bus.Publish(ctx, bus.Deliver(dest, part), data, id)
-		switch {
-		case errors.Is(err, bus.ErrFull):
-			s.full.mark(dest, part)
-			if published {
-				if err := s.saveProgress(ctx, b, done); err != nil {
-					return err
-				}
-			}
-			return handBack(fmt.Errorf("lane %d of destination %q: %w", part, dest, err))
-		case bus.IsPermanent(err):
-			return s.stopRun(ctx, b, err.Error())
-		case err != nil:
-			return err
-		}
-		done[part], published = true, true
+	id := record.MsgID(b.Sync, b.RunID, "transform", b.Seq, lane)
+	err = s.Plane.Bus.Publish(ctx, bus.Deliver(dest, lane), data, id)
+	switch {
+	case errors.Is(err, bus.ErrFull):
+		s.full.mark(dest, lane)
+		return handBack(fmt.Errorf("lane %d of destination %q: %w", lane, dest, err))
+	case bus.IsPermanent(err):
+		return s.stopRun(ctx, b, err.Error())
 	}
-	if bus.Delivered(msg) > 1 {
-		_ = s.Plane.State.Delete(ctx, progressKey(b))
-	}
-	return nil
+	return err
 }
 
 // handBack returns a batch whose lane is full to the stream, to come back
 // in a second; the worker serves other syncs meanwhile.
 func handBack(err error) error { return &bus.RetryError{Err: err, Delay: time.Second, Hold: true} }
-
-// progressKey names a batch's record of the lanes it published.
-func progressKey(b record.Batch) string {
-	return fmt.Sprintf("transform.%s.%d", b.RunID, b.Seq)
-}
-
-// progress reads which lanes of a batch were published before it was
-// handed back; a first delivery has none.
-func (s *service) progress(ctx context.Context, msg jetstream.Msg, b record.Batch) (map[int]bool, error) {
-	done := map[int]bool{}
-	if bus.Delivered(msg) <= 1 {
-		return done, nil
-	}
-	e, err := s.Plane.State.Get(ctx, progressKey(b))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return done, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading progress of batch %d: %w", b.Seq, err)
-	}
-	var parts []int
-	if err := json.Unmarshal(e.Value(), &parts); err != nil {
-		return nil, fmt.Errorf("decoding progress of batch %d: %w", b.Seq, err)
-	}
-	for _, p := range parts {
-		done[p] = true
-	}
-	return done, nil
-}
-
-func (s *service) saveProgress(ctx context.Context, b record.Batch, done map[int]bool) error {
-	parts := make([]int, 0, len(done))
-	for p := range done {
-		parts = append(parts, p)
-	}
-	data, _ := json.Marshal(parts)
-	if _, err := s.Plane.State.Put(ctx, progressKey(b), data); err != nil {
-		return fmt.Errorf("saving progress of batch %d: %w", b.Seq, err)
-	}
-	return nil
-}
 
 // stopRun fails a run that cannot go on: a transformation that fails
 // every record it is given (one clear error instead of millions of failed
@@ -265,20 +205,16 @@ func (s *service) stopRun(ctx context.Context, b record.Batch, reason string) er
 	return err
 }
 
-// transform maps each record, runs the transformation on the mapped
-// records and sorts what comes out into lanes by key. Every record lands in
-// its key's lane, to be sent or as a final result: failed by its mapping
-// or transformation, or filtered out by it. So whatever the transformation
-// does on a redelivery, each record is in exactly one lane message, and
-// the first version of each lane message is the one that counts. A
+// transform maps each record and runs the transformation on the mapped
+// records. Every record comes out, to be sent or as a final result: failed
+// by its mapping or transformation, or filtered out by it. So whatever the
+// transformation does on a redelivery, each record is in exactly one lane
+// message, and the first version of it is the one that counts. A
 // non-empty verdict means the transformation has failed every record so
 // far and the run must stop.
-func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (lanes [][]record.Record, verdict string) {
-	lanes = make([][]record.Record, p.run.Partitions)
-	route := func(rec record.Record) {
-		part := Partition(rec.KeyEnc, p.run.Partitions)
-		lanes[part] = append(lanes[part], rec)
-	}
+func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (out []record.Record, verdict string) {
+	out = make([]record.Record, 0, len(b.Records))
+	route := func(rec record.Record) { out = append(out, rec) }
 	var mapped []record.Record // in order, for the transformation
 	for _, rec := range b.Records {
 		if rec.Op == record.OpDelete || !rec.Sendable() {
@@ -298,7 +234,7 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 		mapped = append(mapped, rec)
 	}
 	if len(mapped) == 0 {
-		return lanes, ""
+		return out, ""
 	}
 	outs := p.js.Run(ctx, inputs(b, mapped))
 	failed := 0
@@ -312,8 +248,8 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 		case len(out.Records) == 0:
 			route(final(rec, record.Filtered, ""))
 		default:
-			// Fan-out: the copies share the key, so they take the same
-			// lane, in the order the code returned them.
+			// Fan-out: the copies go together, in the order the code
+			// returned them.
 			for j, data := range out.Records {
 				cp := rec
 				cp.Data, cp.Extra = data, j > 0
@@ -321,7 +257,7 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (la
 			}
 		}
 	}
-	return lanes, p.probe.observe(len(outs), failed, firstError(outs))
+	return out, p.probe.observe(len(outs), failed, firstError(outs))
 }
 
 func inputs(b record.Batch, recs []record.Record) []transform.Input {
@@ -383,19 +319,10 @@ func (f *fullLanes) mark(dest string, part int) {
 	f.until[bus.Deliver(dest, part)] = time.Now().Add(time.Second)
 }
 
-// any reports a lane of records that refused a batch lately.
-func (f *fullLanes) any(dest string, records []record.Record, partitions int) (int, bool) {
+// is reports whether a lane refused a batch lately.
+func (f *fullLanes) is(dest string, lane int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.until) == 0 {
-		return 0, false
-	}
-	now := time.Now()
-	for _, rec := range records {
-		part := Partition(rec.KeyEnc, partitions)
-		if until, ok := f.until[bus.Deliver(dest, part)]; ok && now.Before(until) {
-			return part, true
-		}
-	}
-	return 0, false
+	until, ok := f.until[bus.Deliver(dest, lane)]
+	return ok && time.Now().Before(until)
 }

@@ -46,7 +46,7 @@ func setup(t *testing.T, laneBuffer int64) testBundle {
 }
 
 // startRun stores a delivering run of sync "s" into destination "d" with
-// two lanes and the given transformation code.
+// two lanes and the given transformation code (none if empty).
 func (b testBundle) startRun(t *testing.T, code string) *run.Run {
 	t.Helper()
 	ctx := t.Context()
@@ -54,8 +54,10 @@ func (b testBundle) startRun(t *testing.T, code string) *run.Run {
 	require.NoError(t, err)
 	r, err = b.plane.Runs.Update(ctx, "s", r.ID, func(r *run.Run) error {
 		r.State, r.Partitions = run.Delivering, 2
-		r.Spec = config.Sync{Name: "s", Destination: "d", Mode: config.ModeUpsert,
-			Transformation: &config.Transformation{Code: code}}
+		r.Spec = config.Sync{Name: "s", Destination: "d", Mode: config.ModeUpsert}
+		if code != "" {
+			r.Spec.Transformation = &config.Transformation{Code: code}
+		}
 		return nil
 	})
 	require.NoError(t, err)
@@ -86,71 +88,99 @@ func (b testBundle) lane(t *testing.T, part int) []record.Batch {
 	}
 }
 
-// A batch whose lane is full is handed back, not waited on; when it comes
-// back it publishes only the lanes it had not published. A transformation
-// that answers differently the second time (a counter here, Date.now() or
-// Math.random() in life) still gives every record exactly one entry across
-// the lanes: records it drops or fails travel in their lane as final
-// entries, and the first version of each lane message is the one that
-// counts. Before, the transformer waited on the full lane for ever, and its
-// own results for dropped records could disagree with the lanes.
-func TestAFullLaneHandsTheBatchBackAndEveryRecordHasOneEntry(t *testing.T) {
-	b := setup(t, 1)
-	ctx := t.Context()
-	// Every third call drops its record: 20 records a handling, so the
-	// second handling of the batch drops other records than the first.
-	r := b.startRun(t, `var n = 0; function transformEvent(r) { n++; return n % 3 ? r : null; }`)
-	var keys []record.Key
-	lanesHit := map[int]bool{}
-	for i := 0; len(lanesHit) < 2 || len(keys) < 20; i++ {
-		k := record.AppendInt(nil, int64(i))
-		keys = append(keys, k)
-		lanesHit[transformer.Partition(k, 2)] = true
-	}
-	// Lane 1 is full: its one slot holds a batch of another run.
-	require.NoError(t, b.plane.Bus.Publish(ctx, bus.Deliver("d", 1), []byte(`{"sync":"other","run_id":"x","records":[]}`), "filler"))
-
-	batch := record.Batch{Sync: "s", RunID: r.ID, Seq: 0}
-	for i, k := range keys {
-		batch.Records = append(batch.Records, record.Record{Op: record.OpUpsert, Change: record.Added, KeyEnc: k,
-			Key: map[string]any{"id": i}, Data: map[string]any{"id": i}})
+// publishBatch publishes an extracted batch of run r with the given keys.
+func (b testBundle) publishBatch(t *testing.T, r *run.Run, seq int, keys []int) {
+	t.Helper()
+	batch := record.Batch{Sync: "s", RunID: r.ID, Seq: seq}
+	for _, i := range keys {
+		batch.Records = append(batch.Records, record.Record{Op: record.OpUpsert, Change: record.Added,
+			KeyEnc: record.AppendInt(nil, int64(i)), Key: map[string]any{"id": i}, Data: map[string]any{"id": i}})
 	}
 	data, err := json.Marshal(batch)
 	require.NoError(t, err)
-	require.NoError(t, b.plane.Bus.Publish(ctx, bus.Records("s"), data, "s/"+r.ID+"/extract/0/0"))
+	require.NoError(t, b.plane.Bus.Publish(t.Context(), bus.Records("s"), data, fmt.Sprintf("s/%s/extract/%d/0", r.ID, seq)))
+}
+
+// Batches go round the lanes, each whole: the requests delivery makes of
+// them are full, where a batch spread over the lanes by key made one
+// part-filled request per lane.
+func TestBatchesGoRoundTheLanesWhole(t *testing.T) {
+	b := setup(t, 8)
+	r := b.startRun(t, "")
+	for seq := range 4 {
+		b.publishBatch(t, r, seq, []int{seq*10 + 1, seq*10 + 2, seq*10 + 3})
+	}
+	var lanes [2][]record.Batch
+	require.Eventually(t, func() bool {
+		for part := range lanes {
+			lanes[part] = append(lanes[part], b.lane(t, part)...)
+		}
+		return len(lanes[0])+len(lanes[1]) == 4
+	}, 10*time.Second, 50*time.Millisecond)
+	for part, got := range lanes {
+		require.Len(t, got, 2)
+		for _, lb := range got {
+			require.Equal(t, part, lb.Seq%2, "batch %d goes to lane %d", lb.Seq, lb.Seq%2)
+			require.Equal(t, part, lb.Partition)
+			require.Len(t, lb.Records, 3, "batch %d is whole", lb.Seq)
+		}
+	}
+}
+
+// A batch whose lane is full is handed back, not waited on, and publishes
+// when the lane has room. A transformation that answers differently the
+// second time (a counter here, Date.now() or Math.random() in life) still
+// gives every record exactly one entry: records it drops or fails travel
+// in the lane message as final entries, and a handed-back batch published
+// nothing. Before, the transformer waited on the full lane for ever, and
+// its own results for dropped records could disagree with the lanes.
+func TestAFullLaneHandsTheBatchBackAndEveryRecordHasOneEntry(t *testing.T) {
+	b := setup(t, 1)
+	ctx := t.Context()
+	// Every third call drops its record, so the second handling of the
+	// batch drops other records than the first.
+	r := b.startRun(t, `var n = 0; function transformEvent(r) { n++; return n % 3 ? r : null; }`)
+	// Lane 0, batch 0's, is full: its one slot holds a batch of another run.
+	require.NoError(t, b.plane.Bus.Publish(ctx, bus.Deliver("d", 0), []byte(`{"sync":"other","run_id":"x","records":[]}`), "filler"))
+	keys := make([]int, 20)
+	for i := range keys {
+		keys[i] = i
+	}
+	b.publishBatch(t, r, 0, keys)
 
 	require.Eventually(t, func() bool {
-		_, err := b.plane.State.Get(ctx, fmt.Sprintf("transform.%s.0", r.ID))
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "the batch published lane 0, found lane 1 full and was handed back")
-	lane0 := b.lane(t, 0)
-	require.Len(t, lane0, 1)
-	// Reading lane 1 makes room: the batch comes back and publishes it.
-	var lane1 []record.Batch
+		cons, err := b.ns.JS.Consumer(ctx, bus.StreamRecords, "transformer")
+		if err != nil {
+			return false // not provisioned yet
+		}
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		return info.NumRedelivered > 0
+	}, 10*time.Second, 20*time.Millisecond, "the batch found its lane full and was handed back")
+	// Reading lane 0 makes room: the batch comes back and publishes there.
+	var got []record.Batch
 	fillers := 0
 	require.Eventually(t, func() bool {
-		for _, lb := range b.lane(t, 1) {
+		for _, lb := range b.lane(t, 0) {
 			if lb.Sync == "other" {
 				fillers++
 				continue
 			}
-			lane1 = append(lane1, lb)
+			got = append(got, lb)
 		}
-		return len(lane1) > 0
-	}, 10*time.Second, 50*time.Millisecond, "the returning batch publishes lane 1")
+		return len(got) > 0
+	}, 10*time.Second, 50*time.Millisecond, "the returning batch publishes its lane")
 	require.Equal(t, 1, fillers)
-	require.Len(t, lane1, 1)
-	require.Empty(t, b.lane(t, 0), "lane 0 was not published again")
+	require.Len(t, got, 1)
+	require.Empty(t, b.lane(t, 1), "nothing went to another lane")
 
 	entries := map[string]int{}
 	finals := 0
-	for _, lb := range append(lane0, lane1...) {
-		for _, rec := range lb.Records {
-			entries[string(rec.KeyEnc)]++
-			if !rec.Sendable() {
-				require.Equal(t, record.Filtered, rec.Final)
-				finals++
-			}
+	for _, rec := range got[0].Records {
+		entries[string(rec.KeyEnc)]++
+		if !rec.Sendable() {
+			require.Equal(t, record.Filtered, rec.Final)
+			finals++
 		}
 	}
 	require.Len(t, entries, len(keys), "every record has an entry")
