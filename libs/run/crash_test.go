@@ -3,6 +3,7 @@ package run_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,4 +48,39 @@ func TestSlotOfAnEndedRunIsReclaimed(t *testing.T) {
 	require.Equal(t, r2.ID, id)
 	_, err = store.Create(ctx, "s1", "manual")
 	require.ErrorIs(t, err, run.ErrActive, "and the new run holds it")
+}
+
+// A run started while the sync's active run ends either waits its turn
+// (ErrActive naming that run) or starts: it is never refused by a slot
+// that was freed meanwhile. Before, a start that found the slot taken and
+// then saw it freed failed as "already has an active run ()".
+func TestStartWhileTheActiveRunEnds(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	store, err := run.OpenStore(ctx, ns.JS, bus.BucketRuns)
+	require.NoError(t, err)
+	for i := range 300 {
+		active, err := store.Create(ctx, "s1", "manual")
+		require.NoError(t, err, "round %d", i)
+		ended := make(chan error, 1)
+		go func() {
+			_, err := store.Fail(ctx, "s1", active.ID, "ended")
+			ended <- err
+		}()
+		for {
+			_, err = store.Create(ctx, "s1", "manual")
+			if !errors.Is(err, run.ErrActive) {
+				break
+			}
+			require.Contains(t, err.Error(), active.ID, "round %d: refused for a slot that was freed", i)
+		}
+		require.NoError(t, err, "round %d", i)
+		require.NoError(t, <-ended)
+		id, err := store.ActiveID(ctx, "s1")
+		require.NoError(t, err)
+		next, err := store.Get(ctx, "s1", id)
+		require.NoError(t, err)
+		_, err = store.Fail(ctx, "s1", next.ID, "done")
+		require.NoError(t, err)
+	}
 }

@@ -1,12 +1,6 @@
 package run
 
-import (
-	"context"
-	"errors"
-	"fmt"
-
-	"github.com/nats-io/nats.go/jetstream"
-)
+import "context"
 
 // Hold claims a sync's active slot for work that is not a run, such as
 // `ebb sync reset` dropping the committed snapshot: no run of the sync
@@ -19,19 +13,8 @@ import (
 // record a crash never wrote (see ReleaseOrphan).
 func (s *Store) Hold(ctx context.Context, sync string) (release func(context.Context) error, err error) {
 	id := NewID()
-	_, err = s.kv.Create(ctx, activeKey(sync), []byte(id))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		// A slot naming a run that is over is free, as for Create.
-		if freed, ferr := s.releaseEnded(ctx, sync); ferr == nil && freed {
-			_, err = s.kv.Create(ctx, activeKey(sync), []byte(id))
-		}
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		active, _ := s.ActiveID(ctx, sync)
-		return nil, fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claiming active slot of sync %q: %w", sync, err)
+	if err := s.claimSlot(ctx, sync, id); err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context) error { return s.release(ctx, sync, id) }, nil
 }

@@ -68,21 +68,8 @@ func (s *Store) CreateDryRun(ctx context.Context, sync string) (*Run, error) {
 func (s *Store) create(ctx context.Context, r *Run) (*Run, error) {
 	sync := r.Sync
 	r.enter(Pending)
-	_, err := s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		// A crash between a run's final Update and the release of its slot
-		// leaves the slot naming a run that is over, which would refuse
-		// every later run of the sync: free such a slot and claim again.
-		if freed, ferr := s.releaseEnded(ctx, sync); ferr == nil && freed {
-			_, err = s.kv.Create(ctx, activeKey(sync), []byte(r.ID))
-		}
-	}
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			active, _ := s.ActiveID(ctx, sync)
-			return nil, fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
-		}
-		return nil, fmt.Errorf("claiming active run of sync %q: %w", sync, err)
+	if err := s.claimSlot(ctx, sync, r.ID); err != nil {
+		return nil, err
 	}
 	data, _ := json.Marshal(r)
 	if _, err := s.kv.Create(ctx, runKey(sync, r.ID), data); err != nil {
@@ -258,22 +245,45 @@ func (s *Store) Update(ctx context.Context, sync, id string, fn func(*Run) error
 	}
 }
 
+// claimSlot makes id the sync's active run, or fails with ErrActive
+// naming the run that holds the slot.
+func (s *Store) claimSlot(ctx context.Context, sync, id string) error {
+	_, err := s.kv.Create(ctx, activeKey(sync), []byte(id))
+	for attempt := 0; errors.Is(err, jetstream.ErrKeyExists); attempt++ {
+		// A run that just ended frees its slot right after its final
+		// Update, and a crash between the two leaves the slot naming a run
+		// that is over, which would refuse every later run of the sync:
+		// free such a slot, or see it freed meanwhile, and claim again.
+		active, freed, ferr := s.releaseEnded(ctx, sync)
+		if !(freed || errors.Is(ferr, jetstream.ErrKeyNotFound)) || attempt == 3 {
+			return fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
+		}
+		_, err = s.kv.Create(ctx, activeKey(sync), []byte(id))
+	}
+	if err != nil {
+		return fmt.Errorf("claiming active slot of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
 // releaseEnded frees the sync's active slot if the run it names is over,
-// and reports whether it did. The delete is compare-and-swap on the slot's
-// revision, so it never frees a slot claimed meanwhile.
-func (s *Store) releaseEnded(ctx context.Context, sync string) (bool, error) {
+// and reports the run it named and whether it freed it. The delete is
+// compare-and-swap on the slot's revision, so it never frees a slot
+// claimed meanwhile.
+func (s *Store) releaseEnded(ctx context.Context, sync string) (active string, freed bool, err error) {
 	e, err := s.kv.Get(ctx, activeKey(sync))
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
-	r, _, err := s.get(ctx, sync, string(e.Value()))
+	active = string(e.Value())
+	r, _, err := s.get(ctx, sync, active)
 	if err != nil || !r.State.Terminal() {
-		return false, err
+		return active, false, err
 	}
 	if err := s.kv.Delete(ctx, activeKey(sync), jetstream.LastRevision(e.Revision())); err != nil {
-		return false, err
+		return active, false, err
 	}
-	return true, nil
+	return active, true, nil
 }
 
 // release frees the sync's active slot if this run holds it.
