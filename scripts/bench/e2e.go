@@ -19,8 +19,10 @@ const e2eBatch = 500
 // benchE2E sends n changed rows (the first run of a sync over an n-row
 // table: every row is an add) from Postgres through every service of an
 // in-process node into the sink, and compares the rate with the sink's
-// capacity: one Go client posting the same number of pre-serialised
-// batches as fast as it can.
+// capacity (8 Go clients posting the same number of pre-serialised
+// batches as fast as they can), the full-row read floor (pgx reading the
+// model, no processing) and a sequential Go loop (pgx -> JSON -> POST, one
+// batch in flight).
 func benchE2E(ctx context.Context, n int64) ([]Row, []string, error) {
 	ds, err := newDataset(ctx, "e2e")
 	if err != nil {
@@ -37,6 +39,14 @@ func benchE2E(ctx context.Context, n int64) ([]Row, []string, error) {
 	defer hook.close()
 
 	capacity, err := sinkCapacity(ctx, hook, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	floor, err := readFloor(ctx, ds, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	loop, err := goLoop(ctx, ds, hook, n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,9 +81,15 @@ func benchE2E(ctx context.Context, n int64) ([]Row, []string, error) {
 	default:
 		row.check(row.Ratio >= 0.5, "%.2fx < 0.5x the sink", row.Ratio)
 	}
+	vsFloor := Row{Scenario: "e2e", Measure: "first load vs the full-row read floor (pgx, no processing)", Size: n,
+		Ebb: Figure{rate, "rows/s"}, Baseline: Figure{floor, "rows/s"}, Ratio: ratio(rate, floor), Target: ">= 0.5x"}
+	vsFloor.check(vsFloor.Ratio >= 0.5, "%.2fx", vsFloor.Ratio)
+	vsLoop := Row{Scenario: "e2e", Measure: "first load vs a sequential Go loop (pgx -> JSON -> POST, one batch in flight)", Size: n,
+		Ebb: Figure{rate, "rows/s"}, Baseline: Figure{loop, "rows/s"}, Ratio: ratio(rate, loop), Target: ">= 1.5x"}
+	vsLoop.check(vsLoop.Ratio >= 1.5, "%.2fx", vsLoop.Ratio)
 	notes := []string{fmt.Sprintf("e2e: run took %s from trigger to committed (%s); %s between the first and last batch at the sink; %d requests for %d records; sink capacity measured with 8 concurrent posters",
 		elapsed.Round(time.Millisecond), ph, hook.span().Round(time.Millisecond), hook.requests.Load(), n)}
-	return []Row{row}, notes, nil
+	return []Row{row, vsFloor, vsLoop}, notes, nil
 }
 
 // sinkCapacity posts n records in pre-serialised batches of e2eBatch to the
