@@ -9,10 +9,12 @@ import (
 	"github.com/ebb-etl/ebb/libs/config"
 )
 
-// Crash settings: a sink slow enough that the run is still delivering
-// when the copy is stopped, and the time the run must move again within.
+// Crash settings: a sink slow enough that delivery is the bottleneck, so
+// the killed copy holds every batch its lanes' ack windows allow and
+// nothing moves until they are redelivered; and the time the run must
+// move again within.
 const (
-	crashLatency = 20 * time.Millisecond
+	crashLatency = 200 * time.Millisecond
 	crashTarget  = 15 * time.Second
 )
 
@@ -113,7 +115,7 @@ func restartMidRun(ctx context.Context, bin string, env *natsEnv, hook *sink, si
 	if got := hook.records.Load(); got < n {
 		return 0, "", fmt.Errorf("the sink got %d records of %d", got, n)
 	}
-	return moved, fmt.Sprintf("crash: %s of delivery at %d rows delivered: the sink took a batch again %s after the restart; %d records in all (%d again)",
+	return moved, fmt.Sprintf("crash: %s of delivery after %d requests: the sink took a batch again %s after the restart; %d records in all (%d again)",
 		sig, stopped, moved.Round(10*time.Millisecond), hook.records.Load(), hook.records.Load()-n), nil
 }
 
