@@ -377,3 +377,22 @@ func TestDeadDeliveryCopyIsForgotten(t *testing.T) {
 		return err != nil
 	}, 10*time.Second, 50*time.Millisecond, "the expired key is purged")
 }
+
+// TestRequestsAreFull: a first run of 2,000 rows at batch_size 100 over 4
+// partitions goes out as 20 requests of 100 records. Before, each batch
+// was spread over the lanes by key, and each lane's share made a full
+// request and a part-filled one.
+func TestRequestsAreFull(t *testing.T) {
+	p := newPG(t)
+	seedCustomers(p, 2000)
+	s, url := sink(t)
+	e := startEnv(t)
+	f := pipelineConfig(p, config.ModeUpsert, url)
+	f.Destinations[0].Config["batch_size"] = 100
+	f.Destinations[0].Config["partitions"] = 4
+	e.apply(f)
+	r := e.runSync("customers")
+	require.Equal(t, run.Succeeded, r.State, r.Error)
+	require.Len(t, s.State(), 2000)
+	require.Equal(t, 20, s.Batches(), "requests for 2,000 records at batch_size 100")
+}
