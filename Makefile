@@ -63,7 +63,7 @@ proto:
 ## bench: speed and memory, as ratios to baselines measured in the same run (Postgres on
 ## 127.0.0.1:5432; about 10 minutes on 2 cores). BENCH_ROWS=N sets every scenario's size,
 ## BENCH_SCENARIOS=diff,e2e picks scenarios, BENCH_FLAGS passes more flags (-cpuprofile DIR).
-BENCH_SCENARIOS ?= diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,crash
+BENCH_SCENARIOS ?= diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,second,crash
 BENCH_ROWS      ?=
 BENCH_FLAGS     ?=
 bench:

@@ -2,7 +2,7 @@
 // the same machine in the same run, prints one table of ratios and writes
 // it as JSON under bench/results.
 //
-//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,crash] [-rows N] [-out bench/results]
+//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,second,crash] [-rows N] [-out bench/results]
 //	go run ./scripts/bench compare A.json B.json
 package main
 
@@ -52,6 +52,7 @@ var scenarios = []scenario{
 	{name: "latency", size: 1_000_000, run: wrap(benchLatency), target: "<= 1.5x one key+hash read"},
 	{name: "isolation", size: 1_000_000, run: wrap(benchIsolation), target: "<= 1.5x alone"},
 	{name: "ratelimit", size: 0, run: wrap(benchRateLimit), target: ">= 0.9x the limit, < 5% 429"},
+	{name: "second", size: 1_000_000, run: wrap(benchSecond), target: "<= 1.3x key+hash floor, <= 0.5x COPY re-copy"},
 	{name: "crash", size: 200_000, run: benchCrash, target: "moves within 15 s of a kill -9 restart"},
 }
 
