@@ -29,9 +29,10 @@ var Modes = []Mode{ModeUpsert, ModeUpdate, ModeInsert, ModeMirror, ModeAll}
 type Engine string
 
 const (
-	// EngineAuto (the default) uses the warehouse engine when the source
-	// has one and its credentials can write to the snapshot schema, and the
-	// local engine otherwise.
+	// EngineAuto (the default) uses the local engine for Postgres, where
+	// it is the faster, and for the other sources the warehouse engine
+	// when their credentials can write to the snapshot schema, the local
+	// engine otherwise.
 	EngineAuto Engine = "auto"
 	// EngineLocal keeps snapshots in the object store and diffs there:
 	// read-only credentials suffice.
