@@ -25,26 +25,21 @@ const (
 // with a graceful stop (SIGTERM): the restart's own cost, which a kill
 // adds the wait for its unacknowledged batches to.
 func benchCrash(ctx context.Context, o options, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "crash")
+	ds, err := loadDataset(ctx, "crash", n)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, nil, err
-	}
 	hook, err := startSink(sinkOptions{latency: crashLatency})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer hook.close()
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, []string{"scheduler", "differ", "extractor", "transformer", "reporting"})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, []string{"scheduler", "differ", "extractor", "transformer", "reporting"})
-	defer node.stop()
 
 	var notes []string
 	moved := map[syscall.Signal]time.Duration{}
@@ -54,7 +49,7 @@ func benchCrash(ctx context.Context, o options, n int64) ([]Row, []string, error
 			map[string]any{"partitions": scalePartition})); err != nil {
 			return nil, notes, err
 		}
-		d, note, err := restartMidRun(ctx, o.ebbBin, env, hook, sig, n)
+		d, note, err := restartMidRun(ctx, o.ebbBin, env.natsEnv, hook, sig, n)
 		if err != nil {
 			return nil, notes, fmt.Errorf("%s: %w", sig, err)
 		}

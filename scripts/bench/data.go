@@ -58,6 +58,19 @@ func newDataset(ctx context.Context, name string) (*dataset, error) {
 	return d, nil
 }
 
+// loadDataset creates a dataset and loads n rows into it.
+func loadDataset(ctx context.Context, name string, n int64) (*dataset, error) {
+	ds, err := newDataset(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ds.load(ctx, n); err != nil {
+		ds.drop()
+		return nil, err
+	}
+	return ds, nil
+}
+
 // table is the qualified name of a table in the dataset's schema.
 func (d *dataset) table(name string) string { return d.schema + "." + name }
 

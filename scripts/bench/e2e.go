@@ -24,14 +24,11 @@ const e2eBatch = 500
 // model, no processing) and a sequential Go loop (pgx -> JSON -> POST, one
 // batch in flight).
 func benchE2E(ctx context.Context, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "e2e")
+	ds, err := loadDataset(ctx, "e2e", n)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, nil, err
-	}
 	hook, err := startSink(sinkOptions{})
 	if err != nil {
 		return nil, nil, err
@@ -51,13 +48,11 @@ func benchE2E(ctx context.Context, n int64) ([]Row, []string, error) {
 		return nil, nil, err
 	}
 
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, pipelineServices)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, pipelineServices)
-	defer node.stop()
 	if err := env.apply(ctx, pipelineConfig(ds.modelSQL(), hook.url, config.ModeUpsert, nil)); err != nil {
 		return nil, nil, err
 	}

@@ -209,3 +209,24 @@ func pipelineConfig(modelSQL, hookURL string, mode config.Mode, dest map[string]
 		}},
 	}
 }
+
+// pipeline is an embedded NATS with a node running some of Ebb's services
+// in this process: what most scenarios sync through.
+type pipeline struct {
+	*natsEnv
+	node *inProcess
+}
+
+func startPipeline(ctx context.Context, services []string) (*pipeline, error) {
+	env, err := startNATS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline{natsEnv: env, node: startNode(env, services)}, nil
+}
+
+// stop stops the node, then NATS.
+func (p *pipeline) stop() {
+	_ = p.node.stop()
+	p.natsEnv.stop()
+}

@@ -20,14 +20,11 @@ const isolationSmall = 10_000
 // sync's time from trigger to commit, beside the slow one, over the same
 // sync's time alone, measured first in the same run. Target: 1.5x.
 func benchIsolation(ctx context.Context, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "isolation")
+	ds, err := loadDataset(ctx, "isolation", max(n, isolationSmall))
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, max(n, isolationSmall)); err != nil {
-		return nil, nil, err
-	}
 	slowSink, err := startSink(sinkOptions{})
 	if err != nil {
 		return nil, nil, err
@@ -39,13 +36,11 @@ func benchIsolation(ctx context.Context, n int64) ([]Row, []string, error) {
 	}
 	defer fastSink.close()
 
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, pipelineServices)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, pipelineServices)
-	defer node.stop()
 	small := fmt.Sprintf("%s WHERE id <= %d", ds.modelSQL(), isolationSmall)
 	sync := func(name, model, dest string) config.Sync {
 		return config.Sync{Name: name, Source: "bench_pg", Destination: dest, Mode: config.ModeUpsert, Schedule: "manual",
@@ -81,7 +76,7 @@ func benchIsolation(ctx context.Context, n int64) ([]Row, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	filled, err := waitBufferFull(ctx, env, "slow", time.Minute)
+	filled, err := waitBufferFull(ctx, env.natsEnv, "slow", time.Minute)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -19,26 +19,21 @@ const latencyReps = 3
 // the sink. The baseline is the floor of the local engine: reading the
 // model's keys and hashes once.
 func benchLatency(ctx context.Context, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "latency")
+	ds, err := loadDataset(ctx, "latency", n)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, nil, err
-	}
 	hook, err := startSink(sinkOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer hook.close()
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, pipelineServices)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, pipelineServices)
-	defer node.stop()
 	if err := env.apply(ctx, pipelineConfig(ds.modelSQL(), hook.url, config.ModeUpdate, nil)); err != nil {
 		return nil, nil, err
 	}

@@ -43,20 +43,17 @@ func benchRateLimit(ctx context.Context, _ int64) ([]Row, []string, error) {
 func rateLimitOnce(ctx context.Context, limit float64, configured bool) ([]Row, string, error) {
 	// Enough rows that the run outlasts the measurement.
 	n := int64(limit * rateBatch * (rateSettle + rateMeasure + 15*time.Second).Seconds())
-	ds, err := newDataset(ctx, "ratelimit")
+	ds, err := loadDataset(ctx, "ratelimit", n)
 	if err != nil {
 		return nil, "", err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, "", err
-	}
 	hook, err := startSink(sinkOptions{rps: limit})
 	if err != nil {
 		return nil, "", err
 	}
 	defer hook.close()
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, pipelineServices)
 	if err != nil {
 		return nil, "", err
 	}
@@ -67,8 +64,6 @@ func rateLimitOnce(ctx context.Context, limit float64, configured bool) ([]Row, 
 		dest["requests_per_second"] = limit
 		setting = fmt.Sprintf("requests_per_second: %.0f", limit)
 	}
-	node := startNode(env, pipelineServices)
-	defer node.stop()
 	if err := env.apply(ctx, pipelineConfig(ds.modelSQL(), hook.url, config.ModeUpsert, dest)); err != nil {
 		return nil, "", err
 	}

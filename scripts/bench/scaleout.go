@@ -25,26 +25,21 @@ const (
 // 50 ms a request. Then, with 4 copies, the sink enforces a rate limit
 // (429 with Retry-After) that Ebb must respect.
 func benchScaleout(ctx context.Context, o options, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "scale")
+	ds, err := loadDataset(ctx, "scale", n)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, nil, err
-	}
 	hook, err := startSink(sinkOptions{latency: scaleLatency})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer hook.close()
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, []string{"scheduler", "differ", "extractor", "transformer", "reporting"})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, []string{"scheduler", "differ", "extractor", "transformer", "reporting"})
-	defer node.stop()
 
 	bounded := map[string]any{"partitions": scalePartition, "ack_window": 16, "concurrency": 1}
 	type step struct {
@@ -55,7 +50,7 @@ func benchScaleout(ctx context.Context, o options, n int64) ([]Row, []string, er
 		if err := env.apply(ctx, pipelineConfig(ds.modelSQL(), hook.url, config.ModeAll, s.dest)); err != nil {
 			return stepResult{}, err
 		}
-		return deliverWithCopies(ctx, o.ebbBin, env, hook, s.copies, n)
+		return deliverWithCopies(ctx, o.ebbBin, env.natsEnv, hook, s.copies, n)
 	}
 	var notes []string
 	var rows []Row

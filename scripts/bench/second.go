@@ -18,26 +18,21 @@ import (
 // re-copy of the model with COPY TO STDOUT piped into COPY FROM STDIN
 // (target: <= 0.5x).
 func benchSecond(ctx context.Context, n int64) ([]Row, []string, error) {
-	ds, err := newDataset(ctx, "second")
+	ds, err := loadDataset(ctx, "second", n)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ds.drop()
-	if err := ds.load(ctx, n); err != nil {
-		return nil, nil, err
-	}
 	hook, err := startSink(sinkOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer hook.close()
-	env, err := startNATS(ctx)
+	env, err := startPipeline(ctx, pipelineServices)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer env.stop()
-	node := startNode(env, pipelineServices)
-	defer node.stop()
 
 	engines := []config.Engine{config.EngineLocal, config.EngineWarehouse}
 	syncOf := func(e config.Engine) string { return "bench_" + string(e) }
