@@ -52,8 +52,9 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Plane, error) {
 }
 
 // ForgetRun deletes what an ended run left in the data plane: its
-// extraction checkpoint, its bodies in the payload store and the objects of its diff, except
-// keep (the snapshot it committed). Each is also safe to repeat.
+// extraction checkpoint, its bodies in the payload store and the objects
+// of its diff, except keep (the snapshot it committed). Each is also safe
+// to repeat.
 func (p *Plane) ForgetRun(ctx context.Context, sync, runID string, keep ...string) error {
 	_ = p.State.Delete(ctx, "checkpoint."+runID+".extract")
 	if err := p.Bus.DeletePayloads(ctx, sync+"/"+runID+"/"); err != nil {

@@ -255,7 +255,8 @@ func (s *Store) claimSlot(ctx context.Context, sync, id string) error {
 		// that is over, which would refuse every later run of the sync:
 		// free such a slot, or see it freed meanwhile, and claim again.
 		active, freed, ferr := s.releaseEnded(ctx, sync)
-		if !(freed || errors.Is(ferr, jetstream.ErrKeyNotFound)) || attempt == 3 {
+		slotFree := freed || errors.Is(ferr, jetstream.ErrKeyNotFound)
+		if !slotFree || attempt == 3 {
 			return fmt.Errorf("sync %q: %w (%s)", sync, ErrActive, active)
 		}
 		_, err = s.kv.Create(ctx, activeKey(sync), []byte(id))

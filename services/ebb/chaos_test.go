@@ -98,9 +98,9 @@ func readChaosParams(t *testing.T) chaosParams {
 // nothing twice to the destination. A crash of delivery resends the batches
 // it had not acked: at most ack_window messages per partition, each holding
 // at most the records of one extracted batch (batch_size × partitions: a
-// batch goes whole to one lane). So per delivery kill
-// at most partitions × ack_window × batch_size × partitions records arrive
-// twice, and with no delivery kill there are none.
+// batch goes whole to one lane). So per delivery kill at most partitions ×
+// ack_window × batch_size × partitions records arrive twice, and with no
+// delivery kill there are none.
 //
 // CHAOS_ROWS (default 20000), CHAOS_DURATION (default 30s, per run; the
 // second run gets half), CHAOS_SEED (default: the clock, logged) and
