@@ -1,6 +1,7 @@
 package record_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -29,10 +30,20 @@ func benchBatch() record.Batch {
 
 // BenchmarkBatchEncode is what every stage pays to publish a batch.
 func BenchmarkBatchEncode(b *testing.B) {
+	benchEncode(b, record.EncodeBatch)
+}
+
+// BenchmarkBatchEncodeEncodingJSON is the same with encoding/json, for
+// comparison.
+func BenchmarkBatchEncodeEncodingJSON(b *testing.B) {
+	benchEncode(b, func(batch record.Batch) ([]byte, error) { return json.Marshal(batch) })
+}
+
+func benchEncode(b *testing.B, encode func(record.Batch) ([]byte, error)) {
 	batch := benchBatch()
 	b.ReportAllocs()
 	for b.Loop() {
-		data, err := json.Marshal(batch)
+		data, err := encode(batch)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -41,8 +52,29 @@ func BenchmarkBatchEncode(b *testing.B) {
 	b.ReportMetric(float64(len(batch.Records))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
-// BenchmarkBatchDecode is what every stage pays to consume a batch.
+// BenchmarkBatchDecode is what the transformer pays to consume a batch.
 func BenchmarkBatchDecode(b *testing.B) {
+	benchDecode(b, func(data []byte) error { _, err := record.DecodeBatch(data, false); return err })
+}
+
+// BenchmarkBatchDecodeRaw is what delivery pays for a webhook, whose
+// records' data stays JSON.
+func BenchmarkBatchDecodeRaw(b *testing.B) {
+	benchDecode(b, func(data []byte) error { _, err := record.DecodeBatch(data, true); return err })
+}
+
+// BenchmarkBatchDecodeEncodingJSON is BenchmarkBatchDecode with
+// encoding/json, for comparison.
+func BenchmarkBatchDecodeEncodingJSON(b *testing.B) {
+	benchDecode(b, func(data []byte) error {
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.UseNumber()
+		var out record.Batch
+		return d.Decode(&out)
+	})
+}
+
+func benchDecode(b *testing.B, decode func([]byte) error) {
 	data, err := json.Marshal(benchBatch())
 	if err != nil {
 		b.Fatal(err)
@@ -50,8 +82,7 @@ func BenchmarkBatchDecode(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var out record.Batch
-		if err := record.Decode(data, &out); err != nil {
+		if err := decode(data); err != nil {
 			b.Fatal(err)
 		}
 	}

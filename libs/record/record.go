@@ -66,56 +66,12 @@ type Record struct {
 // Sendable reports whether the record goes to the destination.
 func (r Record) Sendable() bool { return r.Final == "" }
 
-// RawBatch is a Batch whose records keep their data as JSON.
-type RawBatch struct {
-	Sync        string      `json:"sync"`
-	RunID       string      `json:"run_id"`
-	Seq         int         `json:"seq"`
-	Partition   int         `json:"partition"`
-	Destination string      `json:"destination,omitempty"`
-	Records     []RawRecord `json:"records"`
-}
-
-// RawRecord is a Record whose data is still JSON.
-type RawRecord struct {
-	Op     Op              `json:"op"`
-	Change Change          `json:"c"`
-	KeyEnc Key             `json:"k"`
-	Key    map[string]any  `json:"key"`
-	Data   json.RawMessage `json:"data,omitempty"`
-	Final  Status          `json:"final,omitempty"`
-	Error  string          `json:"error,omitempty"`
-	Extra  bool            `json:"extra,omitempty"`
-}
-
-// Batch converts b, decoding each record's data into Data, or only keeping
-// it in RawData when raw is set.
-func (b RawBatch) Batch(raw bool) (Batch, error) {
-	out := Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: b.Partition, Destination: b.Destination,
-		Records: make([]Record, len(b.Records))}
-	for i, r := range b.Records {
-		rec := Record{Op: r.Op, Change: r.Change, KeyEnc: r.KeyEnc, Key: r.Key, Final: r.Final, Error: r.Error, Extra: r.Extra}
-		switch {
-		case len(r.Data) == 0 || string(r.Data) == "null":
-		case raw:
-			rec.RawData = r.Data
-		default:
-			if err := Decode(r.Data, &rec.Data); err != nil {
-				return out, fmt.Errorf("record %d: %w", i, err)
-			}
-		}
-		out.Records[i] = rec
-	}
-	return out, nil
-}
-
 // Payload returns the record's data, decoding RawData if that is all it has.
 func (r Record) Payload() map[string]any {
 	if r.Data != nil || len(r.RawData) == 0 {
 		return r.Data
 	}
-	var m map[string]any
-	_ = Decode(r.RawData, &m)
+	m, _ := ParseJSONObject(r.RawData)
 	return m
 }
 
@@ -199,10 +155,23 @@ func MsgID(sync, runID, stage string, seq, partition int) string {
 	return fmt.Sprintf("%s/%s/%s/%d/%d", sync, runID, stage, seq, partition)
 }
 
-// Decode decodes a batch message. Numbers decode as json.Number, so exact
-// decimals and big integers pass through every stage unchanged.
+// Decode decodes a stage message into v. Numbers decode as json.Number,
+// so exact decimals and big integers pass through every stage unchanged.
+// Batches, result batches and objects take the fast path of this package's
+// parser; anything else goes through encoding/json.
 func Decode(data []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	return d.Decode(v)
+	var err error
+	switch v := v.(type) {
+	case *Batch:
+		*v, err = DecodeBatch(data, false)
+	case *ResultBatch:
+		*v, err = DecodeResults(data)
+	case *map[string]any:
+		*v, err = ParseJSONObject(data)
+	default:
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.UseNumber()
+		err = d.Decode(v)
+	}
+	return err
 }

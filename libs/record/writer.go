@@ -1,8 +1,6 @@
 package record
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -10,9 +8,8 @@ import (
 // it knows its size as it grows and can cut it at a byte budget. Its
 // output decodes as a Batch.
 type BatchWriter struct {
-	buf     bytes.Buffer
-	scratch bytes.Buffer
-	enc     *json.Encoder
+	out     JSONBuffer // the batch so far
+	scratch JSONBuffer // the record being encoded
 	count   int
 }
 
@@ -20,31 +17,28 @@ type BatchWriter struct {
 // ignored.
 func NewBatchWriter(head Batch) *BatchWriter {
 	w := &BatchWriter{}
-	w.enc = json.NewEncoder(&w.scratch)
-	w.enc.SetEscapeHTML(false)
-	head.Records = nil
-	h, _ := json.Marshal(head) // {"sync":…,"records":null}
-	w.buf.Write(h[:len(h)-len(`null}`)])
-	w.buf.WriteByte('[')
+	w.out.batchHead(head)
+	w.out.Buf = append(w.out.Buf, '[')
 	return w
 }
 
 // Encode returns rec's JSON as Add would write it, without adding it, so
-// a caller can check its size first.
+// a caller can check its size first. The result is valid until the next
+// call.
 func (w *BatchWriter) Encode(rec Record) ([]byte, error) {
-	w.scratch.Reset()
-	if err := w.enc.Encode(rec); err != nil {
+	w.scratch.Buf = w.scratch.Buf[:0]
+	if err := w.scratch.record(&rec); err != nil {
 		return nil, fmt.Errorf("encoding record %s: %w", rec.KeyEnc, err)
 	}
-	return bytes.TrimSuffix(w.scratch.Bytes(), []byte{'\n'}), nil
+	return w.scratch.Buf, nil
 }
 
 // AddEncoded appends a record Encode returned.
 func (w *BatchWriter) AddEncoded(data []byte) {
 	if w.count > 0 {
-		w.buf.WriteByte(',')
+		w.out.Buf = append(w.out.Buf, ',')
 	}
-	w.buf.Write(data)
+	w.out.Buf = append(w.out.Buf, data...)
 	w.count++
 }
 
@@ -59,13 +53,12 @@ func (w *BatchWriter) Add(rec Record) (int, error) {
 }
 
 // Len is the size of the batch so far, in bytes.
-func (w *BatchWriter) Len() int { return w.buf.Len() + 2 }
+func (w *BatchWriter) Len() int { return len(w.out.Buf) + 2 }
 
 // Count is the number of records added.
 func (w *BatchWriter) Count() int { return w.count }
 
 // Bytes ends the batch and returns it; the writer must not be used after.
 func (w *BatchWriter) Bytes() []byte {
-	w.buf.WriteString("]}")
-	return w.buf.Bytes()
+	return append(w.out.Buf, "]}"...)
 }

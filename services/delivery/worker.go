@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -31,12 +30,14 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	var raw record.RawBatch
-	if err := record.Decode(body, &raw); err != nil {
+	// Data stays JSON until the destination is known: one that takes it
+	// as is (a webhook) writes it into its request unparsed.
+	b, err := record.DecodeBatch(body, true)
+	if err != nil {
 		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 		return nil
 	}
-	decision, flags, err := w.gate.CheckRun(ctx, raw.Sync, raw.RunID)
+	decision, flags, err := w.gate.CheckRun(ctx, b.Sync, b.RunID)
 	switch {
 	case err != nil:
 		return err
@@ -45,8 +46,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	case decision == run.Hold:
 		return run.ErrHeld
 	case flags.DryRun:
-		b, err := raw.Batch(false)
-		if err != nil {
+		if err := b.DecodeData(); err != nil {
 			w.log.Error().Err(err).Msg("dropping malformed delivery batch")
 			return nil
 		}
@@ -55,14 +55,15 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	// retry_for counts from this batch's first attempt here, not from when
 	// it entered the stream: after a backlog or a pause it gets its tries.
 	bp := &batchPass{deadline: time.Now().Add(w.opts.RetryFor)}
-	client, err := w.destination(ctx, raw.Sync, raw.RunID, bp)
+	client, err := w.destination(ctx, b.Sync, b.RunID, bp)
 	if err != nil {
-		return w.failRun(ctx, raw.Sync, raw.RunID, err)
+		return w.failRun(ctx, b.Sync, b.RunID, err)
 	}
-	b, err := raw.Batch(takesRaw(client))
-	if err != nil {
-		w.log.Error().Err(err).Msg("dropping malformed delivery batch")
-		return nil
+	if !takesRaw(client) {
+		if err := b.DecodeData(); err != nil {
+			w.log.Error().Err(err).Msg("dropping malformed delivery batch")
+			return nil
+		}
 	}
 	results, err := w.deliver(ctx, client, b, bp)
 	if errors.Is(err, errRunOver) {
@@ -114,7 +115,7 @@ func (w *worker) deliver(ctx context.Context, client destination.Destination, b 
 // publishResults publishes a batch's results. They follow requests the
 // destination took, so a full stream is waited for, not handed back.
 func (w *worker) publishResults(ctx context.Context, rb record.ResultBatch) error {
-	data, err := json.Marshal(rb)
+	data, err := record.EncodeResults(rb)
 	if err != nil {
 		return fmt.Errorf("encoding results: %w", err)
 	}
@@ -197,7 +198,7 @@ func (w *worker) recordPlan(ctx context.Context, b record.Batch) error {
 func (w *worker) publishPlan(ctx context.Context, b record.Batch, recs []record.Record, id string) error {
 	out := b
 	out.Records = recs
-	data, err := json.Marshal(out)
+	data, err := record.EncodeBatch(out)
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
@@ -388,10 +389,12 @@ func payloadHash(rec record.Record) string {
 		if rec.Data == nil {
 			return ""
 		}
-		var err error
-		if b, err = json.Marshal(rec.Data); err != nil {
+		// The JSON the transformer wrote, so both paths hash alike.
+		var j record.JSONBuffer
+		if err := j.Map(rec.Data); err != nil {
 			return ""
 		}
+		b = j.Buf
 	}
 	h := fnv.New64a()
 	h.Write(b)

@@ -7,7 +7,6 @@ package reporting
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -67,8 +66,8 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	var rb record.ResultBatch
-	if err := json.Unmarshal(body, &rb); err != nil {
+	rb, err := record.DecodeResults(body)
+	if err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed result batch")
 		return nil
 	}

@@ -5,7 +5,6 @@ package transformer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -130,8 +129,8 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	var b record.Batch
-	if err := record.Decode(body, &b); err != nil {
+	b, err := record.DecodeBatch(body, false)
+	if err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed record batch")
 		return nil
 	}
@@ -175,7 +174,7 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 // full lane hands the batch back.
 func (s *service) publish(ctx context.Context, b record.Batch, dest string, lane int, records []record.Record) error {
 	out := record.Batch{Sync: b.Sync, RunID: b.RunID, Seq: b.Seq, Partition: lane, Destination: dest, Records: records}
-	data, err := json.Marshal(out)
+	data, err := record.EncodeBatch(out)
 	if err != nil {
 		return fmt.Errorf("encoding batch %d: %w", b.Seq, err)
 	}

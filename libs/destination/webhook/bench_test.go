@@ -45,7 +45,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		if errs := e.encodeBatch(batch); errs != nil {
 			b.Fatal(errs)
 		}
-		b.SetBytes(int64(len(e.buf)))
+		b.SetBytes(int64(len(e.j.Buf)))
 		putEncoder(e)
 	}
 }

@@ -227,7 +227,7 @@ func (d *Destination) Write(ctx context.Context, b destination.Batch) ([]error, 
 	// The transport may read and close the body after Do returns (see
 	// http.RoundTripper), so the request gets its own copy rather than the
 	// pooled buffer.
-	body := bytes.Clone(e.buf)
+	body := bytes.Clone(e.j.Buf)
 
 	req, err := http.NewRequestWithContext(ctx, d.method, d.url, bytes.NewReader(body))
 	if err != nil {
