@@ -16,8 +16,9 @@ import (
 // KeyEvent is one outcome of one record in one run: a line of a key's
 // history (ebb records find).
 type KeyEvent struct {
-	RunID string    `json:"run_id"`
-	At    time.Time `json:"at"`
+	// RunID and At are the batch's, left out of each stored event.
+	RunID string    `json:"run_id,omitempty"`
+	At    time.Time `json:"at,omitzero"`
 	Key   string    `json:"key"`
 	Op    string    `json:"op"`
 	// Status is delivered, failed, vanished or filtered.
