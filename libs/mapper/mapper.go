@@ -51,6 +51,10 @@ func New(mapping []config.Mapping) (*Mapper, error) {
 	return m, nil
 }
 
+// Identity reports whether the mapping passes rows through unchanged (no
+// mapping was given), so a caller may skip decoding them.
+func (m *Mapper) Identity() bool { return len(m.steps) == 0 }
+
 // Map returns the mapped record for a row. A column named in the mapping
 // but missing from the row is an error naming it, and so is a required
 // field whose value is NULL or a value that does not cast.

@@ -53,6 +53,10 @@ type runPlan struct {
 	probe  probe
 }
 
+// passesThrough reports whether records leave as they came: no mapping,
+// no transformation.
+func (p *runPlan) passesThrough() bool { return p.mapper.Identity() && p.js == nil }
+
 // Run consumes record batches until ctx ends.
 func Run(ctx context.Context, d Deps) error {
 	if d.Workers <= 0 {
@@ -129,7 +133,9 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	b, err := record.DecodeBatch(body, false)
+	// Data stays JSON until the plan says it must be read: a sync with no
+	// mapping and no transformation passes it through as it came.
+	b, err := record.DecodeBatch(body, true)
 	if err != nil {
 		s.Log.Error().Err(err).Msg("dropping malformed record batch")
 		return nil
@@ -152,6 +158,12 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !p.passesThrough() {
+		if err := b.DecodeData(); err != nil {
+			s.Log.Error().Err(err).Msg("dropping malformed record batch")
+			return nil
+		}
 	}
 	dest, lane := p.run.Spec.Destination, Lane(b.Seq, p.run.Partitions)
 	if s.full.is(dest, lane) {
@@ -216,7 +228,7 @@ func (s *service) transform(ctx context.Context, p *runPlan, b record.Batch) (ou
 	route := func(rec record.Record) { out = append(out, rec) }
 	var mapped []record.Record // in order, for the transformation
 	for _, rec := range b.Records {
-		if rec.Op == record.OpDelete || !rec.Sendable() {
+		if rec.Op == record.OpDelete || !rec.Sendable() || p.passesThrough() {
 			route(rec) // nothing to map or transform
 			continue
 		}

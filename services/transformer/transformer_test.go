@@ -189,3 +189,36 @@ func TestAFullLaneHandsTheBatchBackAndEveryRecordHasOneEntry(t *testing.T) {
 	}
 	require.Positive(t, finals, "dropped records travel as final entries")
 }
+
+// A sync with no mapping and no transformation passes each record's data
+// through as the extractor wrote it, byte for byte (exact decimals,
+// escapes and all); with a mapping the data is read and mapped.
+func TestDataPassesThroughUnlessMapped(t *testing.T) {
+	const data = `{"amount":12345678901234567890.123456789,"id":1,"name":"<A & B> \u00e9\u2028"}`
+	// pass sends one record through a transformer with the given mapping
+	// and returns the data on its lane.
+	pass := func(t *testing.T, mapping []config.Mapping) string {
+		b := setup(t, 8)
+		r := b.startRun(t, "")
+		r, err := b.plane.Runs.Update(t.Context(), "s", r.ID, func(r *run.Run) error {
+			r.Spec.Mapping = mapping
+			return nil
+		})
+		require.NoError(t, err)
+		cons, err := bus.Durable(t.Context(), b.ns.JS, bus.StreamDeliver, jetstream.ConsumerConfig{
+			Durable: "raw_0", FilterSubject: bus.Deliver("d", 0)})
+		require.NoError(t, err)
+		body := `{"sync":"s","run_id":"` + r.ID + `","seq":0,"partition":0,"records":[` +
+			`{"op":"upsert","c":97,"k":"AoAAAAAAAAAB","key":{"id":1},"data":` + data + `}]}`
+		require.NoError(t, b.plane.Bus.Publish(t.Context(), bus.Records("s"), []byte(body), "s/"+r.ID+"/extract/0/0"))
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		require.NoError(t, err)
+		require.NoError(t, msg.Ack())
+		out, err := record.DecodeBatch(msg.Data(), true)
+		require.NoError(t, err)
+		require.Len(t, out.Records, 1)
+		return string(out.Records[0].RawData)
+	}
+	require.Equal(t, data, pass(t, nil))
+	require.Equal(t, `{"full_name":"<A & B> é\u2028"}`, pass(t, []config.Mapping{{From: "name", To: "full_name"}}))
+}
