@@ -2,7 +2,6 @@ package run
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -28,10 +27,10 @@ func RecordFailures(ctx context.Context, b *bus.Bus, rb record.ResultBatch) erro
 		return nil
 	}
 	id := record.MsgID(rb.Sync, rb.RunID, "failures", rb.Seq, rb.Partition)
-	return publishChunks(ctx, b, bus.Failures(rb.Sync, rb.RunID), id, failed, func(part []record.Result) any {
+	return publishChunks(ctx, b, bus.Failures(rb.Sync, rb.RunID), id, failed, func(part []record.Result) ([]byte, error) {
 		out := rb
 		out.Results = part
-		return out
+		return record.EncodeResults(out)
 	})
 }
 
@@ -40,13 +39,13 @@ func RecordFailures(ctx context.Context, b *bus.Bus, rb record.ResultBatch) erro
 // failures and history streams are read as they are, with no payload
 // store behind them. Each chunk's id is id/<items left>, the same
 // whenever the same items are published again.
-func publishChunks[T any](ctx context.Context, b *bus.Bus, subject, id string, items []T, wrap func([]T) any) error {
+func publishChunks[T any](ctx context.Context, b *bus.Bus, subject, id string, items []T, encode func([]T) ([]byte, error)) error {
 	for len(items) > 0 {
 		n := len(items)
 		var data []byte
 		for {
 			var err error
-			if data, err = json.Marshal(wrap(items[:n])); err != nil {
+			if data, err = encode(items[:n]); err != nil {
 				return fmt.Errorf("encoding %s: %w", subject, err)
 			}
 			if len(data) <= b.MaxInline()/2 || n == 1 {
@@ -92,8 +91,8 @@ func Failures(ctx context.Context, js jetstream.JetStream, sync, runID string, l
 		if err != nil {
 			return nil, fmt.Errorf("reading failures of run %s: %w", runID, err)
 		}
-		var rb record.ResultBatch
-		if err := json.Unmarshal(msg.Data(), &rb); err != nil {
+		rb, err := record.DecodeResults(msg.Data())
+		if err != nil {
 			return nil, fmt.Errorf("decoding failures of run %s: %w", runID, err)
 		}
 		out = append(out, rb.Results...)

@@ -49,11 +49,43 @@ func RecordHistory(ctx context.Context, b *bus.Bus, rb record.ResultBatch) error
 			Response: response, PayloadHash: r.PayloadHash}
 	}
 	id := record.MsgID(rb.Sync, rb.RunID, "history", rb.Seq, rb.Partition)
-	return publishChunks(ctx, b, bus.History(rb.Sync, rb.RunID), id, hb.Events, func(part []KeyEvent) any {
+	return publishChunks(ctx, b, bus.History(rb.Sync, rb.RunID), id, hb.Events, func(part []KeyEvent) ([]byte, error) {
 		out := hb
 		out.Events = part
-		return out
+		return out.encode(), nil
 	})
+}
+
+// encode writes what encoding/json writes for the batch, without its
+// reflection: a run writes one event per record.
+func (hb historyBatch) encode() []byte {
+	var j record.JSONBuffer
+	j.Buf = append(j.Buf, `{"run_id":`...)
+	j.String(hb.RunID)
+	j.Buf = append(j.Buf, `,"at":`...)
+	j.Buf = append(j.Buf, '"')
+	j.Buf = hb.At.AppendFormat(j.Buf, time.RFC3339Nano)
+	j.Buf = append(j.Buf, `","events":[`...)
+	for i, ev := range hb.Events {
+		if i > 0 {
+			j.Buf = append(j.Buf, ',')
+		}
+		j.Buf = append(j.Buf, `{"key":`...)
+		j.String(ev.Key)
+		j.Buf = append(j.Buf, `,"op":`...)
+		j.String(ev.Op)
+		j.Buf = append(j.Buf, `,"status":`...)
+		j.String(ev.Status)
+		j.Buf = append(j.Buf, `,"response":`...)
+		j.String(ev.Response)
+		if ev.PayloadHash != "" {
+			j.Buf = append(j.Buf, `,"payload_hash":`...)
+			j.String(ev.PayloadHash)
+		}
+		j.Buf = append(j.Buf, '}')
+	}
+	j.Buf = append(j.Buf, "]}"...)
+	return j.Buf
 }
 
 // KeyHistory returns the history of the record of sync whose key values,
