@@ -101,6 +101,10 @@ type walker struct {
 	inBatch int64 // entries in the current batch
 	sends   int64 // of which records to send
 	lastKey record.Key
+
+	// out publishes finished batches, in order, while the scan fills the
+	// next one.
+	out *shipper
 }
 
 var errDone = errors.New("change set exhausted")
@@ -112,6 +116,8 @@ func (w *walker) walk(ctx context.Context, src source.Source) error {
 	}
 	defer changes.Close()
 	w.changes = changes
+	w.out = w.startShipper(ctx)
+	defer w.out.close()
 	if err := w.next(); err != nil {
 		return err
 	}
@@ -139,7 +145,10 @@ func (w *walker) walk(ctx context.Context, src source.Source) error {
 			return err
 		}
 	}
-	return w.flush(ctx)
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	return w.out.close()
 }
 
 // next moves to the next entry the pass takes.
@@ -296,34 +305,117 @@ func (w *walker) startBatch() {
 // before it hands the run back.
 const fullWait = time.Second
 
-// flush publishes the current batch, its boundary saved first.
+// flush hands the current batch to the shipper and starts the next. The
+// checkpoint moves on at once; what is saved moves on only as batches are
+// published, so a run resumed after a failure starts from the first batch
+// not published.
 func (w *walker) flush(ctx context.Context) error {
 	if w.inBatch == 0 {
 		return nil
 	}
-	if !w.fixed() {
+	fix := !w.fixed()
+	if fix {
 		w.cp.End = w.cp.Done + w.inBatch
-		if err := w.svc.saveCheckpoint(ctx, w.run.ID, *w.cp); err != nil {
-			return err
-		}
 	}
-	if err := w.publish(ctx, w.batch.Bytes()); err != nil {
+	err := w.out.send(ctx, shipment{cp: *w.cp, saveFirst: fix, data: w.batch.Bytes(), entries: w.inBatch, sends: w.sends})
+	if err != nil {
 		return err
 	}
-	metrics.Records.WithLabelValues("extracted", w.run.Sync, "ok").Add(float64(w.sends))
-	metrics.Records.WithLabelValues("extracted", w.run.Sync, "final").Add(float64(w.inBatch - w.sends))
 	w.cp.Seq++
 	w.cp.Done, w.cp.End = w.cp.End, 0
 	w.cp.After = w.lastKey
 	w.cp.Extracted += w.sends
 	w.startBatch()
+	return nil
+}
+
+// shipment is a finished batch on its way to the stream.
+type shipment struct {
+	cp        checkpoint // as of the batch: Seq is its number, End fixes it
+	saveFirst bool       // save cp before publishing (a resumed batch is fixed already)
+	data      []byte
+	entries   int64
+	sends     int64 // entries to send, the others final
+}
+
+// shipper publishes a pass's batches in order on its own goroutine, so
+// the round trips of each batch (its checkpoint saved, its publish
+// acknowledged, the run's state read) overlap the scan of the next
+// instead of stopping it: they were half a first load's extraction time.
+// It holds one batch at most, and stops at its first error, which the
+// walker gets from its next send or from close.
+type shipper struct {
+	batches chan shipment
+	result  chan error // the goroutine's end: nil, or its error
+	closed  bool
+	err     error
+}
+
+func (w *walker) startShipper(ctx context.Context) *shipper {
+	sh := &shipper{batches: make(chan shipment, 1), result: make(chan error, 1)}
+	go func() {
+		for b := range sh.batches {
+			if err := w.ship(ctx, b); err != nil {
+				sh.result <- err
+				return
+			}
+		}
+		sh.result <- nil
+	}()
+	return sh
+}
+
+// send queues a batch, waiting while one is already queued.
+func (sh *shipper) send(ctx context.Context, b shipment) error {
+	if sh.closed {
+		return sh.err
+	}
+	select {
+	case sh.batches <- b:
+		return nil
+	case err := <-sh.result:
+		sh.closed, sh.err = true, err
+		close(sh.batches)
+		if err == nil {
+			err = errors.New("extraction: the shipper stopped early") // cannot happen: it stops on errors only
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close waits for the queued batches to be published and returns the
+// first error; it may be called again.
+func (sh *shipper) close() error {
+	if !sh.closed {
+		sh.closed = true
+		close(sh.batches)
+		sh.err = <-sh.result
+	}
+	return sh.err
+}
+
+// ship saves a batch's boundary, publishes it and checks the run is
+// still extracting.
+func (w *walker) ship(ctx context.Context, b shipment) error {
+	if b.saveFirst {
+		if err := w.svc.saveCheckpoint(ctx, w.run.ID, b.cp); err != nil {
+			return err
+		}
+	}
+	if err := w.publish(ctx, b.cp.Seq, b.data); err != nil {
+		return err
+	}
+	metrics.Records.WithLabelValues("extracted", w.run.Sync, "ok").Add(float64(b.sends))
+	metrics.Records.WithLabelValues("extracted", w.run.Sync, "final").Add(float64(b.entries - b.sends))
 	return w.svc.checkActive(ctx, w.run)
 }
 
-// publish publishes a batch, waiting up to fullWait for room in the sync's
-// buffer.
-func (w *walker) publish(ctx context.Context, data []byte) error {
-	id := record.MsgID(w.run.Sync, w.run.ID, "extract", w.cp.Seq, 0)
+// publish publishes batch seq, waiting up to fullWait for room in the
+// sync's buffer.
+func (w *walker) publish(ctx context.Context, seq int, data []byte) error {
+	id := record.MsgID(w.run.Sync, w.run.ID, "extract", seq, 0)
 	subject := bus.Records(w.run.Sync)
 	deadline := time.Now().Add(fullWait)
 	wait := 20 * time.Millisecond
@@ -333,7 +425,7 @@ func (w *walker) publish(ctx context.Context, data []byte) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("batch %d: %w", w.cp.Seq, errBufferFull)
+			return fmt.Errorf("batch %d: %w", seq, errBufferFull)
 		}
 		select {
 		case <-ctx.Done():
