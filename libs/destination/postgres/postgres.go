@@ -1,16 +1,20 @@
 // Package postgres writes records into a Postgres table.
 //
 // Each batch is one transaction. Records are grouped by operation and
-// shape, and each group is one statement over a JSON array of rows expanded
-// with jsonb_populate_recordset, so Postgres casts every value to its
-// column's type and a batch costs a handful of round trips whatever its
-// size. Inserts are written as upserts, so a batch delivered again after a
-// crash changes nothing.
+// shape, and each group is one statement, so a batch costs a handful of
+// round trips whatever its size. A group's rows are copied (COPY, text
+// format) into a staging table of the connection's session, emptied at
+// commit, and the statement reads them from there; a group writing an
+// array or composite column, whose values only JSON describes, is instead
+// read from a JSON array expanded with jsonb_populate_recordset. Either
+// way Postgres casts every value with its column type's input function.
+// COPY took half the server time of the JSON path. Inserts are written as
+// upserts, so a batch delivered again after a crash changes nothing.
 package postgres
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,6 +45,11 @@ type Destination struct {
 	// columns maps each column to whether it can be written (generated
 	// columns cannot). Read once at Open.
 	columns map[string]bool
+	// kinds says how each column's values are written by COPY.
+	kinds map[string]columnKind
+	// stage is the session's staging table for COPY, quoted; "" when the
+	// user may not create temporary tables, and every group goes as JSON.
+	stage string
 	// uniques are the column sets, sorted, of the unique indexes ON
 	// CONFLICT can use.
 	uniques [][]string
@@ -79,6 +88,7 @@ func Open(ctx context.Context, cfg map[string]any, opts config.DeliveryOptions) 
 		pool:    pool,
 		name:    table,
 		ident:   ident.Sanitize(),
+		stage:   stageName(ident.Sanitize()),
 		timeout: opts.Timeout,
 		keys:    map[string]error{},
 	}
@@ -180,22 +190,34 @@ func (d *Destination) describe(ctx context.Context) error {
 		return fmt.Errorf("postgres: %s is not a table", d.name)
 	}
 
+	// A domain has its base type's category; json and jsonb are told
+	// apart by the base type.
 	rows, err := d.pool.Query(ctx, `
-		SELECT a.attname, a.attgenerated = ''
-		FROM pg_attribute a
+		SELECT a.attname, a.attgenerated = '', t.typcategory::text,
+			(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::regtype::text IN ('json', 'jsonb')
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
 	if err != nil {
 		return fmt.Errorf("postgres: reading columns of %s: %w", d.name, err)
 	}
-	d.columns = map[string]bool{}
-	var name string
-	var writable bool
-	_, err = pgx.ForEachRow(rows, []any{&name, &writable}, func() error {
+	d.columns, d.kinds = map[string]bool{}, map[string]columnKind{}
+	var name, category string
+	var writable, isJSON bool
+	_, err = pgx.ForEachRow(rows, []any{&name, &writable, &category, &isJSON}, func() error {
 		d.columns[name] = writable
+		d.kinds[name] = kindOf(category, isJSON)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: reading columns of %s: %w", d.name, err)
+	}
+
+	var mayStage bool
+	if err := d.pool.QueryRow(ctx, `SELECT has_database_privilege(current_database(), 'TEMPORARY')`).Scan(&mayStage); err != nil {
+		return fmt.Errorf("postgres: checking the right to create temporary tables: %w", err)
+	}
+	if !mayStage {
+		d.stage = ""
 	}
 
 	rows, err = d.pool.Query(ctx, `
@@ -236,20 +258,53 @@ const (
 )
 
 // group is the records written by one statement: same kind, same key
-// columns, same fields.
+// columns, same fields. Its rows are encoded as they are added: COPY
+// text when its columns allow (staged), else a JSON array.
 type group struct {
 	kind   opKind
 	keys   []string // sorted
 	fields []string // sorted, keys included
-	rows   []byte   // JSON array
+	staged bool
+	rows   record.JSONBuffer
+	count  int
 }
 
-// Write writes the batch in one transaction. Records that cannot be written
-// whatever the others do (unknown field, unusable key) fail on their own
-// before the transaction; an error the database raises fails the batch,
-// permanently for data errors so the caller can isolate the record.
+// Write writes the batch in one transaction. Records that cannot be
+// written whatever the others do (unknown field, unusable key, a value
+// that cannot be encoded) fail on their own before the transaction; an
+// error the database raises fails the batch, permanently for data errors
+// so the caller can isolate the record.
 func (d *Destination) Write(ctx context.Context, b destination.Batch) ([]error, error) {
 	errs := make([]error, len(b.Records))
+	var groups []*group
+	for _, g := range d.group(b, errs) {
+		if g.count > 0 && (g.kind != kindUpdate || len(g.fields) > len(g.keys)) {
+			groups = append(groups, g) // an update naming only its key has nothing to do
+		}
+	}
+	if len(groups) == 0 {
+		return errs, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		staging := false // the staging table holds rows of this transaction
+		for _, g := range groups {
+			if err := d.run(ctx, tx, g, &staging); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, d.classify(err)
+	}
+	return errs, nil
+}
+
+// group sorts the batch's records into groups and encodes their rows,
+// recording in errs the records that cannot be written.
+func (d *Destination) group(b destination.Batch, errs []error) []*group {
 	var groups []*group
 	index := map[string]*group{}
 	var sig strings.Builder
@@ -258,11 +313,6 @@ func (d *Destination) Write(ctx context.Context, b destination.Batch) ([]error, 
 		kind, keys, fields, err := d.plan(r)
 		if err != nil {
 			errs[i] = err
-			continue
-		}
-		row, err := rowJSON(r, kind)
-		if err != nil {
-			errs[i] = fmt.Errorf("encoding record as JSON: %w", err)
 			continue
 		}
 		sig.Reset()
@@ -278,36 +328,63 @@ func (d *Destination) Write(ctx context.Context, b destination.Batch) ([]error, 
 		}
 		g := index[sig.String()]
 		if g == nil {
-			g = &group{kind: kind, keys: keys, fields: fields, rows: []byte{'['}}
+			g = &group{kind: kind, keys: keys, fields: fields, staged: d.copyable(fields)}
 			index[sig.String()] = g
 			groups = append(groups, g)
-		} else {
-			g.rows = append(g.rows, ',')
 		}
-		g.rows = append(g.rows, row...)
+		if err := d.add(g, r); err != nil {
+			errs[i] = err
+		}
 	}
-	if len(groups) == 0 {
-		return errs, nil
-	}
+	return groups
+}
 
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		for _, g := range groups {
-			stmt := d.statement(g)
-			if stmt == "" {
-				continue
-			}
-			if _, err := tx.Exec(ctx, stmt, string(append(g.rows, ']'))); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, d.classify(err)
+// add encodes a record's row into its group, or leaves the group as it
+// was and says why it cannot.
+func (d *Destination) add(g *group, r *record.Record) error {
+	mark := len(g.rows.Buf)
+	var err error
+	if g.staged {
+		err = d.appendCopyRow(&g.rows, g.fields, r)
+	} else {
+		err = appendJSONRow(&g.rows, g.fields, r, g.count == 0)
 	}
-	return errs, nil
+	if err != nil {
+		g.rows.Buf = g.rows.Buf[:mark]
+		return err
+	}
+	g.count++
+	return nil
+}
+
+// run executes a group's statement in tx. A staged group's rows are
+// copied into the session's staging table first: created if this
+// session has none yet, emptied if an earlier group of the transaction
+// filled it (commit empties it too).
+func (d *Destination) run(ctx context.Context, tx pgx.Tx, g *group, staging *bool) error {
+	if !g.staged {
+		src := "jsonb_populate_recordset(NULL::" + d.ident + ", $1::jsonb)"
+		_, err := tx.Exec(ctx, d.statement(g, src), string(append(g.rows.Buf, ']')))
+		return err
+	}
+	prep := "CREATE TEMP TABLE IF NOT EXISTS " + d.stage + " ON COMMIT DELETE ROWS AS SELECT * FROM " + d.ident + " WITH NO DATA"
+	if *staging {
+		prep = "TRUNCATE " + d.stage
+	}
+	if _, err := tx.Exec(ctx, prep); err != nil {
+		return err
+	}
+	*staging = true
+	cols := make([]string, len(g.fields))
+	for i, f := range g.fields {
+		cols[i] = quote(f)
+	}
+	copySQL := "COPY " + d.stage + " (" + strings.Join(cols, ", ") + ") FROM STDIN"
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(g.rows.Buf), copySQL); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, d.statement(g, d.stage))
+	return err
 }
 
 // plan checks a record against the table and says how to write it.
@@ -404,28 +481,42 @@ func (d *Destination) checkKey(keys []string) error {
 	return err
 }
 
-// rowJSON is the row a record writes: its data with its key on top; a
-// delete only needs the key.
-func rowJSON(r *record.Record, kind opKind) ([]byte, error) {
-	if kind == kindDelete || len(r.Data) == 0 {
-		return json.Marshal(r.Key)
+// value is a record's value for a column: the key's, else the data's.
+func value(r *record.Record, field string) any {
+	if v, ok := r.Key[field]; ok {
+		return v
 	}
-	row := make(map[string]any, len(r.Data)+len(r.Key))
-	for k, v := range r.Data {
-		row[k] = v
+	return r.Data[field]
+}
+
+// appendJSONRow appends a record's row to a group's JSON array (opened
+// by the first row; run closes it).
+func appendJSONRow(j *record.JSONBuffer, fields []string, r *record.Record, first bool) error {
+	if first {
+		j.Buf = append(j.Buf, '[')
+	} else {
+		j.Buf = append(j.Buf, ',')
 	}
-	for k, v := range r.Key {
-		row[k] = v
+	j.Buf = append(j.Buf, '{')
+	for i, f := range fields {
+		if i > 0 {
+			j.Buf = append(j.Buf, ',')
+		}
+		j.String(f)
+		j.Buf = append(j.Buf, ':')
+		if err := j.Value(value(r, f)); err != nil {
+			return fmt.Errorf("encoding field %q: %w", f, err)
+		}
 	}
-	return json.Marshal(row)
+	j.Buf = append(j.Buf, '}')
+	return nil
 }
 
 func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
 
-// statement builds the SQL of a group; "" when there is nothing to do (an
-// update that only names the key).
-func (d *Destination) statement(g *group) string {
-	src := "jsonb_populate_recordset(NULL::" + d.ident + ", $1::jsonb)"
+// statement builds the SQL of a group reading its rows from src; "" when
+// there is nothing to do (an update that only names the key).
+func (d *Destination) statement(g *group, src string) string {
 	var sb strings.Builder
 	var match []string
 	for _, k := range g.keys {
