@@ -44,6 +44,19 @@ type HashFunc func(key record.Key, hash []byte) error
 // row may be kept.
 type RowFunc func(key record.Key, row map[string]any) error
 
+// KeyFetcher is a source that reads rows by key: a run that changed a few
+// rows of a large model reads those alone, instead of scanning the model
+// in key order up to the last of them.
+type KeyFetcher interface {
+	// FetchesRows reports whether FetchRows works on this source (a
+	// dialect may lack what it needs).
+	FetchesRows() bool
+	// FetchRows streams the rows of the model whose keys are in keys
+	// (sorted, none with a NULL part), in key order, as ScanRows would; a
+	// key without a row is left out.
+	FetchRows(ctx context.Context, m Model, keys []record.Key, fn RowFunc) error
+}
+
 // Source reads a warehouse. Implementations are safe for concurrent use.
 //
 // Key encoding: integer key columns are encoded with record.AppendInt and

@@ -13,6 +13,7 @@ import (
 	"github.com/ebb-etl/ebb/libs/bus"
 	"github.com/ebb-etl/ebb/libs/config"
 	"github.com/ebb-etl/ebb/libs/diff"
+	"github.com/ebb-etl/ebb/libs/logging"
 	"github.com/ebb-etl/ebb/libs/metrics"
 	"github.com/ebb-etl/ebb/libs/record"
 	"github.com/ebb-etl/ebb/libs/run"
@@ -128,7 +129,7 @@ func (w *walker) walk(ctx context.Context, src source.Source) error {
 	}
 	w.startBatch()
 	if w.has && w.pass.readsRows {
-		err := w.scan(ctx, src, func(key record.Key, row map[string]any) error {
+		err := w.read(ctx, src, func(key record.Key, row map[string]any) error {
 			return w.row(ctx, key, row)
 		})
 		if err != nil && !errors.Is(err, errDone) {
@@ -163,6 +164,84 @@ func (w *walker) next() error {
 			w.has = true
 			return nil
 		}
+	}
+}
+
+// Fetching rows by key pays when they are few against the model: for a
+// table model each chunk of keys is an index lookup, where a scan reads
+// and decodes every row up to the last changed one.
+const (
+	maxFetchKeys = 100_000 // at most this many rows to read
+	fetchShare   = 20      // and the model has 20 rows or more for each
+	fetchChunk   = 5_000   // keys per query
+)
+
+// read hands fn the model's rows the pass needs, after the checkpoint, in
+// key order: fetched by key when the run changed few rows of a large
+// model and the source can, else scanned.
+func (w *walker) read(ctx context.Context, src source.Source, fn source.RowFunc) error {
+	fetcher, ok := src.(source.KeyFetcher)
+	if !ok || !fetcher.FetchesRows() || !w.fewRows() {
+		return w.scan(ctx, src, fn)
+	}
+	keys, err := w.rowKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if keys == nil {
+		return w.scan(ctx, src, fn) // a key with a NULL part: only a scan finds its row
+	}
+	w.svc.Log.Debug().Str(logging.FieldSync, w.run.Sync).Str(logging.FieldRun, w.run.ID).Int("rows", len(keys)).
+		Msg("fetching the changed rows by key")
+	model := source.Model{SQL: w.run.Spec.Model.SQL, PrimaryKey: w.run.Spec.Model.PrimaryKey}
+	for len(keys) > 0 {
+		n := min(len(keys), fetchChunk)
+		if err := fetcher.FetchRows(ctx, model, keys[:n], fn); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// fewRows reports whether the run's rows to read are few enough against
+// the model's to fetch them by key. The warehouse engine already reads
+// only changed rows, joined with its change table.
+func (w *walker) fewRows() bool {
+	r := w.run
+	n := r.Planned.Adds + r.Planned.Changes
+	return r.Engine != string(config.EngineWarehouse) && n <= maxFetchKeys && n*fetchShare <= r.ModelRows
+}
+
+// rowKeys reads the keys of the pass's entries after the checkpoint from
+// a second reader of the change set; nil if one has a NULL part.
+func (w *walker) rowKeys(ctx context.Context) ([]record.Key, error) {
+	changes, err := snapshot.Open(ctx, w.svc.Plane.Snapshots, w.run.ChangeSet, snapshot.ChangesPayload)
+	if err != nil {
+		return nil, err
+	}
+	defer changes.Close()
+	keys := []record.Key{}
+	var seen int64
+	for {
+		ok, err := changes.Next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return keys, nil
+		}
+		c := record.Change(changes.Value()[0])
+		if !w.pass.takes(c) {
+			continue
+		}
+		if seen++; seen <= w.cp.Done || c == record.Deleted {
+			continue // published already, or has no row
+		}
+		if changes.Key().HasNull() {
+			return nil, nil
+		}
+		keys = append(keys, bytes.Clone(changes.Key()))
 	}
 }
 

@@ -174,6 +174,57 @@ func (d Dialect) rowsSQL(model string, fields []pgconn.FieldDescription, keys []
 	return sql + " ORDER BY " + d.orderBy(keys, fields), args, nil
 }
 
+// keyRowsSQL selects whole rows and their key columns for the given keys,
+// in key order. The keys go as one array per key column; the condition
+// compares the columns without the ordering's COLLATE, so an index on
+// them serves it (equality does not depend on a deterministic collation).
+func (d Dialect) keyRowsSQL(model string, fields []pgconn.FieldDescription, keys []query.Key, want []record.Key) (string, []any, error) {
+	cols := make([]string, len(keys))
+	arrays := make([]any, len(keys))
+	for i, k := range keys {
+		if k.Int {
+			cols[i] = colRef(k.Name)
+			arrays[i] = make([]int64, 0, len(want))
+		} else {
+			cols[i] = "(" + colRef(k.Name) + ")::text"
+			arrays[i] = make([]string, 0, len(want))
+		}
+	}
+	for _, key := range want {
+		parts, err := query.Parts(key, keys)
+		if err != nil {
+			return "", nil, err
+		}
+		for i, p := range parts {
+			switch v := p.(type) {
+			case int64:
+				arrays[i] = append(arrays[i].([]int64), v)
+			case string:
+				arrays[i] = append(arrays[i].([]string), v)
+			default:
+				return "", nil, fmt.Errorf("fetching rows by key: key %s has a NULL part", key)
+			}
+		}
+	}
+	params := make([]string, len(keys))
+	for i, k := range keys {
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		if k.Int {
+			params[i] = fmt.Sprintf("$%d::int8[]", i+1)
+		}
+	}
+	var cond string
+	if len(keys) == 1 {
+		cond = cols[0] + " = ANY(" + params[0] + ")"
+	} else {
+		cond = "(" + strings.Join(cols, ", ") + ") IN (SELECT * FROM unnest(" + strings.Join(params, ", ") + "))"
+	}
+	exprs := d.keyExprs(keys, fields)
+	sql := "SELECT m.*, " + strings.Join(exprs, ", ") + " FROM " + query.Wrap(model) + " WHERE " + cond +
+		" ORDER BY " + d.orderBy(keys, fields)
+	return sql, arrays, nil
+}
+
 // param is the n-th placeholder, typed as the key column compares.
 func (d Dialect) param(n int, isInt bool) string {
 	switch {

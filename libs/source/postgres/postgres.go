@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"unsafe"
@@ -160,6 +161,29 @@ func (s *Source) ScanHashes(ctx context.Context, m source.Model, fn source.HashF
 
 // ScanRows streams whole rows after the given key, in key order.
 func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key, fn source.RowFunc) error {
+	return s.streamRows(ctx, m, fn, func(fields []pgconn.FieldDescription, keys []query.Key) (string, []any, error) {
+		return s.d.rowsSQL(m.SQL, fields, keys, after)
+	})
+}
+
+// FetchesRows reports whether FetchRows works: Redshift has no arrays to
+// pass the keys in.
+func (s *Source) FetchesRows() bool { return !s.d.Portable }
+
+// FetchRows streams the rows with the given keys, in key order.
+func (s *Source) FetchRows(ctx context.Context, m source.Model, want []record.Key, fn source.RowFunc) error {
+	if !s.FetchesRows() {
+		return errors.New("fetching rows by key: not supported by this dialect")
+	}
+	return s.streamRows(ctx, m, fn, func(fields []pgconn.FieldDescription, keys []query.Key) (string, []any, error) {
+		return s.d.keyRowsSQL(m.SQL, fields, keys, want)
+	})
+}
+
+// streamRows runs the statement build makes for the model's columns and
+// keys, and hands each row and its key to fn.
+func (s *Source) streamRows(ctx context.Context, m source.Model, fn source.RowFunc,
+	build func([]pgconn.FieldDescription, []query.Key) (string, []any, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquiring connection: %w", err)
@@ -180,7 +204,7 @@ func (s *Source) ScanRows(ctx context.Context, m source.Model, after record.Key,
 	if err != nil {
 		return err
 	}
-	sql, args, err := s.d.rowsSQL(m.SQL, fields, keys, after)
+	sql, args, err := build(fields, keys)
 	if err != nil {
 		return err
 	}

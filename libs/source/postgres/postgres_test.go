@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -136,4 +137,49 @@ func TestDuplicateColumnNames(t *testing.T) {
 	m := source.Model{SQL: "SELECT 1 AS id, 2 AS x, 3 AS x", PrimaryKey: []string{"id"}}
 	err := src.ScanRows(context.Background(), m, nil, func(record.Key, map[string]any) error { return nil })
 	require.ErrorContains(t, err, `more than one column named "x"`)
+}
+
+// FetchRows gives the rows ScanRows gives for the wanted keys, in the same
+// order and shape, whatever the key's types; keys without a row are left
+// out.
+func TestFetchRowsByKey(t *testing.T) {
+	e := pgtest.Env(t)
+	table := e.Table("fetch")
+	sourcetest.Exec(t, e,
+		"CREATE TABLE "+table+" (id int PRIMARY KEY, u uuid, d date, b bool, name text)",
+		"INSERT INTO "+table+` SELECT g, gen_random_uuid(), date '2024-01-01' + g, g % 2 = 0, 'row ' || g
+			FROM generate_series(1, 300) AS s(g)`)
+	src := sourcetest.Open(t, e)
+	fetcher, ok := src.(source.KeyFetcher)
+	require.True(t, ok)
+	require.True(t, fetcher.FetchesRows())
+
+	for _, pk := range [][]string{{"id"}, {"u"}, {"d"}, {"b", "d"}} {
+		m := source.Model{SQL: "SELECT id, u, d, b, name FROM " + table + " WHERE id <> 150", PrimaryKey: pk}
+		allKeys, allRows := sourcetest.Rows(t, src, m, nil)
+		var want []record.Key
+		var wantRows []map[string]any
+		for i := 0; i < len(allKeys); i += 7 {
+			want, wantRows = append(want, allKeys[i]), append(wantRows, allRows[i])
+		}
+		// A key the model does not have (id 150 is filtered out; 999 is not there).
+		missing := map[string]record.Key{
+			"id": record.AppendInt(nil, 999),
+			"u":  record.AppendString(nil, "00000000-0000-0000-0000-000000000000"),
+			"d":  record.AppendString(nil, "2024-05-30"), // id 150's date
+			"b":  record.AppendString(record.AppendString(nil, "true"), "2024-05-30"),
+		}[pk[0]]
+		asked := append([]record.Key{missing}, want...)
+		slices.SortFunc(asked, record.Compare)
+
+		var gotKeys []record.Key
+		var gotRows []map[string]any
+		err := fetcher.FetchRows(context.Background(), m, asked, func(key record.Key, row map[string]any) error {
+			gotKeys, gotRows = append(gotKeys, slices.Clone(key)), append(gotRows, row)
+			return nil
+		})
+		require.NoError(t, err, pk)
+		require.Equal(t, want, gotKeys, pk)
+		require.Equal(t, wantRows, gotRows, pk)
+	}
 }
