@@ -2,7 +2,7 @@
 // the same machine in the same run, prints one table of ratios and writes
 // it as JSON under bench/results.
 //
-//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,second,crash] [-rows N] [-out bench/results]
+//	go run ./scripts/bench [-scenario diff,diff-large,e2e,memory,transform,scaleout,latency,isolation,ratelimit,second,crash,pgtable] [-rows N] [-out bench/results]
 //	go run ./scripts/bench compare A.json B.json
 package main
 
@@ -54,6 +54,7 @@ var scenarios = []scenario{
 	{name: "ratelimit", size: 0, run: wrap(benchRateLimit), target: ">= 0.9x the limit, < 5% 429"},
 	{name: "second", size: 1_000_000, run: wrap(benchSecond), target: "<= 1.3x key+hash floor, <= 0.5x COPY re-copy"},
 	{name: "crash", size: 200_000, run: benchCrash, target: "moves within 15 s of a kill -9 restart"},
+	{name: "pgtable", size: 1_000_000, run: wrap(benchPGTable), target: ">= 0.35x the COPY pipe"},
 }
 
 func wrap(fn func(context.Context, int64) ([]Row, []string, error)) func(context.Context, options, int64) ([]Row, []string, error) {

@@ -36,7 +36,8 @@ func (u *unfinished) Error() string {
 // user would. Then, at n, the peak RSS of each service run alone as its own
 // `ebb serve` process against the benchmark's NATS.
 func benchMemory(ctx context.Context, o options, n int64) ([]Row, []string, error) {
-	small, smallTook, err := devPeakRSS(ctx, o.ebbBin, n)
+	smallMem, smallTook, err := devPeakRSS(ctx, o.ebbBin, n)
+	small := smallMem.peak
 	var smallStall *unfinished
 	if errors.As(err, &smallStall) {
 		err = nil
@@ -45,7 +46,8 @@ func benchMemory(ctx context.Context, o options, n int64) ([]Row, []string, erro
 		return nil, nil, err
 	}
 	large := n * o.memFactor
-	big, bigTook, err := devPeakRSS(ctx, o.ebbBin, large)
+	bigMem, bigTook, err := devPeakRSS(ctx, o.ebbBin, large)
+	big := bigMem.peak
 	var bigStall *unfinished
 	if errors.As(err, &bigStall) {
 		err = nil
@@ -76,7 +78,10 @@ func benchMemory(ctx context.Context, o options, n int64) ([]Row, []string, erro
 	rowBoth.check(peak <= throughputLimitMB, "%.0f MB", peak)
 	rows := []Row{rowSmall, rowLarge, rowBoth}
 	notes := []string{fmt.Sprintf("memory: ebb dev synced %d rows in %s and %d rows in %s (run through the CLI, as a process)",
-		n, smallTook.Round(time.Millisecond), large, bigTook.Round(time.Millisecond))}
+		n, smallTook.Round(time.Millisecond), large, bigTook.Round(time.Millisecond)),
+		fmt.Sprintf("memory: of the peak RSS, the process's own (anonymous) memory peaked at %.0f MB at %d rows and %.0f MB at %d; "+
+			"idle after start, ebb dev holds %.0f MB, %.0f MB of it its binary's pages (file-backed, shared with the page cache)",
+			smallMem.anon, n, bigMem.anon, large, smallMem.idle, smallMem.idle-smallMem.idleAnon)}
 
 	per, err := servicePeakRSS(ctx, o.ebbBin, n)
 	if err != nil {
@@ -92,52 +97,66 @@ func benchMemory(ctx context.Context, o options, n int64) ([]Row, []string, erro
 	return rows, notes, nil
 }
 
+// devMemory is what devPeakRSS measures of `ebb dev`, in MB.
+type devMemory struct {
+	peak           float64 // VmHWM: the peak resident set, binary pages included
+	anon           float64 // the peak of RssAnon sampled
+	idle, idleAnon float64 // VmRSS and RssAnon once it listens, before any sync
+}
+
 // devPeakRSS loads n rows, starts `ebb dev`, applies a config with
 // `ebb apply`, runs the sync with `ebb sync run --wait` and returns the
-// process's peak RSS in MB.
-func devPeakRSS(ctx context.Context, bin string, n int64) (float64, time.Duration, error) {
+// process's memory.
+func devPeakRSS(ctx context.Context, bin string, n int64) (devMemory, time.Duration, error) {
+	var mem devMemory
 	ds, err := newDataset(ctx, "memory")
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	defer ds.drop()
 	if err := ds.load(ctx, n); err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	hook, err := startSink(sinkOptions{})
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	defer hook.close()
 	dir, err := os.MkdirTemp("", "ebb-bench-dev-")
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	defer os.RemoveAll(dir)
 	natsPort, err := freePort()
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	adminPort, err := freePort()
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	admin := "127.0.0.1:" + strconv.Itoa(adminPort)
 	p, err := startEbb(bin, "ebb dev", "dev", "--data", filepath.Join(dir, "data"), "--nats-port", strconv.Itoa(natsPort),
 		"--listen", admin, "--log-level", "warn")
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	defer p.stop()
 	if err := waitDial(ctx, p, admin, time.Minute); err != nil {
-		return 0, 0, err
+		return mem, 0, err
+	}
+	if kb, err := p.statusKB("VmRSS:"); err == nil {
+		mem.idle = float64(kb) / 1024
+	}
+	if kb, err := p.statusKB("RssAnon:"); err == nil {
+		mem.idleAnon = float64(kb) / 1024
 	}
 	file := filepath.Join(dir, "ebb.yaml")
 	if err := os.WriteFile(file, []byte(benchYAML(ds.modelSQL(), hook.url)), 0o600); err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	if _, err := ebbCLI(ctx, bin, admin, "apply", "-f", file); err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, memRunTimeout)
@@ -147,18 +166,19 @@ func devPeakRSS(ctx context.Context, bin string, n int64) (float64, time.Duratio
 	took := time.Since(start)
 	rss, err := p.peakRSS()
 	if err != nil {
-		return 0, 0, err
+		return mem, 0, err
 	}
+	mem.peak, mem.anon = rss, p.peakAnon()
 	got := hook.records.Load()
 	switch {
 	case stalled:
-		return rss, took, &unfinished{got: got, want: n}
+		return mem, took, &unfinished{got: got, want: n}
 	case runErr != nil:
-		return 0, 0, runErr
+		return mem, 0, runErr
 	case got != n:
-		return 0, 0, fmt.Errorf("the sink got %d records, want %d", got, n)
+		return mem, 0, fmt.Errorf("the sink got %d records, want %d", got, n)
 	}
-	return rss, took, nil
+	return mem, took, nil
 }
 
 // benchYAML is pipelineConfig as a user would write it.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,6 +19,9 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan error
+	// anonPeak is the largest RssAnon sampled, in kB: the process's own
+	// memory, without the pages of its binary that VmHWM also counts.
+	anonPeak atomic.Int64
 }
 
 // startEbb runs the ebb binary with args; its output goes to stderr. Its
@@ -33,9 +37,31 @@ func startEbb(bin, name string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { err := cmd.Wait(); close(exited); p.done <- err }()
+	go p.sampleAnon(exited)
 	return p, nil
 }
+
+// sampleAnon records the peak of RssAnon every 50 ms until the process
+// exits: the kernel keeps a peak (VmHWM) only of the whole resident set.
+func (p *proc) sampleAnon(exited <-chan struct{}) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if kb, err := p.statusKB("RssAnon:"); err == nil && kb > p.anonPeak.Load() {
+			p.anonPeak.Store(kb)
+		}
+		select {
+		case <-exited:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// peakAnon is the peak of RssAnon sampled so far, in MB.
+func (p *proc) peakAnon() float64 { return float64(p.anonPeak.Load()) / 1024 }
 
 // stop asks the process to shut down and waits for it, killing it after
 // 30 seconds.
@@ -51,6 +77,12 @@ func (p *proc) stop() {
 
 // peakRSS is the process's peak resident set (VmHWM), in MB.
 func (p *proc) peakRSS() (float64, error) {
+	kb, err := p.statusKB("VmHWM:")
+	return float64(kb) / 1024, err
+}
+
+// statusKB reads a field of /proc/<pid>/status given in kB.
+func (p *proc) statusKB(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -58,12 +90,11 @@ func (p *proc) peakRSS() (float64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			return kb / 1024, err
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
 }
 
 // freePort returns a loopback port nobody listens on now.
