@@ -17,7 +17,7 @@ import (
 // EncodeBatch encodes b as the message a stage publishes. A record whose
 // Data is nil and RawData set is written with its RawData.
 func EncodeBatch(b Batch) ([]byte, error) {
-	j := JSONBuffer{Buf: make([]byte, 0, 128+160*len(b.Records))} // a guess, saving most regrowth
+	j := JSONBuffer{Buf: batchBuffer(128 + 160*len(b.Records))} // a guess, saving most regrowth
 	j.batchHead(b)
 	if b.Records == nil {
 		j.Buf = append(j.Buf, "null}"...)

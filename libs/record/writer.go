@@ -2,6 +2,7 @@ package record
 
 import (
 	"fmt"
+	"sync"
 )
 
 // BatchWriter encodes a batch one record at a time, so the stage building
@@ -17,6 +18,7 @@ type BatchWriter struct {
 // ignored.
 func NewBatchWriter(head Batch) *BatchWriter {
 	w := &BatchWriter{}
+	w.out.Buf = batchBuffer(0)
 	w.out.batchHead(head)
 	w.out.Buf = append(w.out.Buf, '[')
 	return w
@@ -61,4 +63,31 @@ func (w *BatchWriter) Count() int { return w.count }
 // Bytes ends the batch and returns it; the writer must not be used after.
 func (w *BatchWriter) Bytes() []byte {
 	return append(w.out.Buf, "]}"...)
+}
+
+// Batch buffers are recycled: a first load publishes thousands of batches
+// of hundreds of kilobytes each, and allocating (and zeroing) each one,
+// growing it by doubling, was a good part of the garbage collector's work.
+var batchBuffers sync.Pool
+
+// maxRecycled keeps one huge batch from pinning its buffer for ever.
+const maxRecycled = 4 << 20
+
+// batchBuffer returns an empty buffer, recycled if one is free.
+func batchBuffer(size int) []byte {
+	if b, ok := batchBuffers.Get().(*[]byte); ok && cap(*b) >= size {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(size, 64<<10))
+}
+
+// Recycle hands back the bytes of a batch (from EncodeBatch or
+// BatchWriter.Bytes) once they are published; the caller must not use
+// them after.
+func Recycle(b []byte) {
+	if cap(b) == 0 || cap(b) > maxRecycled {
+		return
+	}
+	b = b[:0]
+	batchBuffers.Put(&b)
 }

@@ -81,7 +81,7 @@ func main() {
 	list := flag.String("scenario", strings.Join(names, ","), "comma-separated scenarios to run: "+strings.Join(names, ", "))
 	rows := flag.Int64("rows", 0, "size N of every scenario (0: each scenario's default)")
 	out := flag.String("out", "bench/results", "directory for the JSON results")
-	profile := flag.String("cpuprofile", "", "directory for one CPU profile per scenario (<scenario>.pprof)")
+	profile := flag.String("cpuprofile", "", "directory for one CPU profile per scenario (<scenario>.pprof) and one of its allocations (<scenario>.allocs.pprof)")
 	ebbBin := flag.String("ebb", "", "ebb binary for the scenarios that run it as processes (default: build it)")
 	memFactor := flag.Int64("memory-factor", 10, "memory: the large size is this many times N")
 	flag.Parse()
@@ -172,7 +172,8 @@ func gitCommit() string {
 	return strings.TrimSpace(string(out))
 }
 
-// startProfile writes a CPU profile of one scenario into dir, if set.
+// startProfile writes a CPU profile of one scenario into dir, if set, and
+// then the allocations since the start (<scenario>.allocs.pprof).
 func startProfile(dir, name string) func() {
 	if dir == "" {
 		return func() {}
@@ -181,9 +182,16 @@ func startProfile(dir, name string) func() {
 	f, err := os.Create(filepath.Join(dir, name+".pprof"))
 	exitOn(err)
 	exitOn(pprof.StartCPUProfile(f))
+	// The allocations too: the garbage collector is a large part of a
+	// first load's CPU, and this says who makes its work.
+	runtime.MemProfileRate = 64 << 10
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		heap, err := os.Create(filepath.Join(dir, name+".allocs.pprof"))
+		exitOn(err)
+		exitOn(pprof.Lookup("allocs").WriteTo(heap, 0))
+		heap.Close()
 	}
 }
 

@@ -89,8 +89,8 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 // theirs without being sent.
 func (w *worker) deliver(ctx context.Context, client destination.Destination, b record.Batch, bp *batchPass) ([]record.Result, error) {
 	results := make([]record.Result, len(b.Records))
-	var send []record.Record
-	var at []int // send[i] is b.Records[at[i]]
+	send := make([]record.Record, 0, len(b.Records))
+	at := make([]int, 0, len(b.Records)) // send[i] is b.Records[at[i]]
 	for i, rec := range b.Records {
 		if rec.Sendable() {
 			send, at = append(send, rec), append(at, i)

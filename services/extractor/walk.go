@@ -483,7 +483,9 @@ func (w *walker) ship(ctx context.Context, b shipment) error {
 			return err
 		}
 	}
-	if err := w.publish(ctx, b.cp.Seq, b.data); err != nil {
+	err := w.publish(ctx, b.cp.Seq, b.data)
+	record.Recycle(b.data)
+	if err != nil {
 		return err
 	}
 	metrics.Records.WithLabelValues("extracted", w.run.Sync, "ok").Add(float64(b.sends))

@@ -192,6 +192,7 @@ func (s *service) publish(ctx context.Context, b record.Batch, dest string, lane
 	}
 	id := record.MsgID(b.Sync, b.RunID, "transform", b.Seq, lane)
 	err = s.Plane.Bus.Publish(ctx, bus.Deliver(dest, lane), data, id)
+	record.Recycle(data)
 	switch {
 	case errors.Is(err, bus.ErrFull):
 		s.full.mark(dest, lane)
