@@ -25,9 +25,12 @@ import (
 //     follow within the event's window are not cut again;
 //   - Retry-After pauses the whole account, not just the request refused,
 //     so the requests behind it do not run into the same wall;
-//   - the rate then climbs back by a few percent a second, so the next
-//     event comes tens of seconds later, and requests are spread evenly
-//     (burst 1) while adapting.
+//   - the rate then climbs back by a few percent a second, and requests
+//     are spread evenly (burst 1) while adapting;
+//   - near the rate of the last 429 (the wall) it climbs six times slower,
+//     as TCP CUBIC does, so the next 429 comes about twice as late; well
+//     past the wall without a 429, the wall is gone and it climbs at the
+//     usual pace again.
 //
 // The configured rate and burst are for the whole account: with several
 // delivery copies running, each takes its share (see members), so together
@@ -50,8 +53,9 @@ type limiter struct {
 	eventTo   time.Time   // 429s before this belong to the last congestion event
 	raisedAt  time.Time   // when the rate last went up
 	now       func() time.Time
-	adaptive  bool // a 429 was seen: the rate is learned, not configured
-	increases int  // for tests and logs
+	adaptive  bool    // a 429 was seen: the rate is learned, not configured
+	wall      float64 // the accepted rate when the last 429 came
+	increases int     // for tests and logs
 }
 
 // Adaptation constants.
@@ -64,6 +68,9 @@ const (
 	increase = 0.03
 	// window is how far back the accepted rate is measured.
 	window = 2 * time.Second
+	// Between nearWall and pastWall times the wall, the rate climbs by
+	// increase/slowNearWall a second.
+	nearWall, pastWall, slowNearWall = 0.97, 1.05, 6
 )
 
 func newLimiter(o config.DeliveryOptions, copies *atomic.Int64) *limiter {
@@ -213,6 +220,7 @@ func (l *limiter) throttled(retryAfter time.Duration) {
 	if math.IsInf(cur, 1) || cur <= 0 {
 		cur = 1
 	}
+	l.wall = cur
 	next := max(cur*decrease, minRate)
 	l.bucket.SetLimit(rate.Limit(next))
 	l.bucket.SetBurst(1) // evenly spread while the rate is learned
@@ -240,7 +248,11 @@ func (l *limiter) succeeded(started time.Time) {
 	if elapsed < 200*time.Millisecond || cur >= l.ceiling {
 		return
 	}
-	next := min(cur*(1+increase*elapsed.Seconds()), l.ceiling)
+	step := increase
+	if cur >= nearWall*l.wall && cur < pastWall*l.wall {
+		step = increase / slowNearWall
+	}
+	next := min(cur*(1+step*elapsed.Seconds()), l.ceiling)
 	l.raisedAt = now
 	l.increases++
 	if math.IsInf(next, 1) {
