@@ -35,6 +35,13 @@ var _ source.Source = (*Source)(nil)
 // Open opens the database file cfg["path"], read-only when cfg["read_only"]
 // is true. If the process already has the file open read-write, the source
 // shares that handle.
+//
+// Models cannot reach the host's files (read_text, read_csv, ATTACH, COPY
+// ... TO, installing extensions) unless cfg["allow_external_access"] is
+// true: DuckDB's enable_external_access is off for the database, which
+// it refuses to switch on again while it runs. Without it, anyone who
+// may write a model could read /etc/passwd or the server's secrets
+// through `ebb sync plan`.
 func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	path, ok := cfg["path"].(string)
 	if !ok || path == "" {
@@ -44,13 +51,15 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("duckdb source: %w", err)
 	}
-	readOnly := false
-	if v, ok := cfg["read_only"]; ok && v != nil {
-		if readOnly, ok = v.(bool); !ok {
-			return nil, fmt.Errorf(`duckdb source: config field "read_only" must be a boolean, not %T`, v)
-		}
+	readOnly, err := boolField(cfg, "read_only")
+	if err != nil {
+		return nil, err
 	}
-	db, release, err := acquire(path, readOnly)
+	external, err := boolField(cfg, "allow_external_access")
+	if err != nil {
+		return nil, err
+	}
+	db, release, err := acquire(path, readOnly, external)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb source: %w", err)
 	}
@@ -61,11 +70,24 @@ func Open(ctx context.Context, cfg map[string]any) (*Source, error) {
 	return &Source{db: db, release: sync.OnceFunc(release), schema: schema}, nil
 }
 
+// boolField reads an optional boolean config field.
+func boolField(cfg map[string]any, name string) (bool, error) {
+	v, ok := cfg[name]
+	if !ok || v == nil {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf(`duckdb source: config field %q must be a boolean, not %T`, name, v)
+	}
+	return b, nil
+}
+
 // DB returns the process's shared read-write handle on the database file at
-// path, opening it if needed. Call release when done; the file is closed
-// when its last user releases it.
+// path, opening it if needed, with external access off. Call release when
+// done; the file is closed when its last user releases it.
 func DB(path string) (db *sql.DB, release func(), err error) {
-	db, release, err = acquire(path, false)
+	db, release, err = acquire(path, false, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,10 +109,11 @@ var registry = struct {
 type file struct {
 	db       *sql.DB
 	readOnly bool
+	external bool // enable_external_access
 	users    int
 }
 
-func acquire(path string, readOnly bool) (*sql.DB, func(), error) {
+func acquire(path string, readOnly, external bool) (*sql.DB, func(), error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("resolving path %s: %w", path, err)
@@ -101,16 +124,21 @@ func acquire(path string, readOnly bool) (*sql.DB, func(), error) {
 	if ok && f.readOnly && !readOnly {
 		return nil, nil, fmt.Errorf("%s is already open read-only in this process", abs)
 	}
+	if ok && f.external != external {
+		// One handle per file and process, and the setting is the
+		// handle's: two sources of one file must agree on it.
+		return nil, nil, fmt.Errorf("%s is already open in this process with allow_external_access %v", abs, f.external)
+	}
 	if !ok {
-		dsn := abs
+		dsn := abs + "?enable_external_access=" + fmt.Sprint(external)
 		if readOnly {
-			dsn += "?access_mode=read_only"
+			dsn += "&access_mode=read_only"
 		}
 		c, err := duckdbdriver.NewConnector(dsn, initConn)
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening %s: %w", abs, err)
 		}
-		f = &file{db: sql.OpenDB(c), readOnly: readOnly}
+		f = &file{db: sql.OpenDB(c), readOnly: readOnly, external: external}
 		registry.files[abs] = f
 	}
 	f.users++

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -82,4 +83,43 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A model cannot read the host's files (it did: `SELECT * FROM
+// read_text('/etc/passwd')` showed in `ebb sync plan`), nor switch that
+// back on, unless the source allows it.
+func TestModelsCannotReachTheHostsFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret.txt")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret"), 0o600))
+	read := source.Model{SQL: "SELECT 1 AS id, content FROM read_text('" + secret + "')", PrimaryKey: []string{"id"}}
+
+	src, err := Open(ctx, map[string]any{"path": filepath.Join(dir, "closed.duckdb")})
+	require.NoError(t, err)
+	defer src.Close()
+	err = src.ScanRows(ctx, read, nil, func(record.Key, map[string]any) error { return nil })
+	require.ErrorContains(t, err, "file system operations are disabled")
+	_, err = src.db.ExecContext(ctx, "SET enable_external_access = true")
+	require.Error(t, err)
+	_, err = src.db.ExecContext(ctx, "ATTACH '"+filepath.Join(dir, "other.duckdb")+"' AS other")
+	require.ErrorContains(t, err, "disabled")
+
+	// Allowed by the source's config, the same model reads the file.
+	open, err := Open(ctx, map[string]any{"path": filepath.Join(dir, "open.duckdb"), "allow_external_access": true})
+	require.NoError(t, err)
+	defer open.Close()
+	var got []string
+	err = open.ScanRows(ctx, read, nil, func(_ record.Key, row map[string]any) error {
+		got = append(got, row["content"].(string))
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"s3cret"}, got)
+
+	// One handle per file: two sources of one file must agree.
+	_, err = Open(ctx, map[string]any{"path": filepath.Join(dir, "closed.duckdb"), "allow_external_access": true})
+	require.ErrorContains(t, err, "already open in this process with allow_external_access false")
+	_, err = Open(ctx, map[string]any{"path": filepath.Join(dir, "open.duckdb"), "allow_external_access": "yes"})
+	require.ErrorContains(t, err, `"allow_external_access" must be a boolean`)
 }
