@@ -36,16 +36,21 @@ func EncodeBatch(b Batch) ([]byte, error) {
 	return j.Buf, nil
 }
 
+// head writes the fields batches and result batches begin with.
+func (j *JSONBuffer) head(sync, runID string, seq, partition int) {
+	j.Buf = append(j.Buf, `{"sync":`...)
+	j.String(sync)
+	j.Buf = append(j.Buf, `,"run_id":`...)
+	j.String(runID)
+	j.Buf = append(j.Buf, `,"seq":`...)
+	j.Buf = strconv.AppendInt(j.Buf, int64(seq), 10)
+	j.Buf = append(j.Buf, `,"partition":`...)
+	j.Buf = strconv.AppendInt(j.Buf, int64(partition), 10)
+}
+
 // batchHead writes a batch's fields up to its records.
 func (j *JSONBuffer) batchHead(b Batch) {
-	j.Buf = append(j.Buf, `{"sync":`...)
-	j.String(b.Sync)
-	j.Buf = append(j.Buf, `,"run_id":`...)
-	j.String(b.RunID)
-	j.Buf = append(j.Buf, `,"seq":`...)
-	j.Buf = strconv.AppendInt(j.Buf, int64(b.Seq), 10)
-	j.Buf = append(j.Buf, `,"partition":`...)
-	j.Buf = strconv.AppendInt(j.Buf, int64(b.Partition), 10)
+	j.head(b.Sync, b.RunID, b.Seq, b.Partition)
 	if b.Destination != "" {
 		j.Buf = append(j.Buf, `,"destination":`...)
 		j.String(b.Destination)
@@ -110,16 +115,11 @@ func DecodeBatch(data []byte, keepRaw bool) (Batch, error) {
 	p := newParser(data)
 	var b Batch
 	err := p.fields(func(name []byte) error {
+		if ok, err := p.headField(name, &b.Sync, &b.RunID, &b.Seq, &b.Partition); ok {
+			return err
+		}
 		var err error
 		switch string(name) {
-		case "sync":
-			b.Sync, err = p.stringField()
-		case "run_id":
-			b.RunID, err = p.stringField()
-		case "seq":
-			b.Seq, err = p.intField()
-		case "partition":
-			b.Partition, err = p.intField()
 		case "destination":
 			b.Destination, err = p.stringField()
 		case "records":
@@ -136,6 +136,25 @@ func DecodeBatch(data []byte, keepRaw bool) (Batch, error) {
 		return Batch{}, fmt.Errorf("decoding batch: %w", err)
 	}
 	return b, nil
+}
+
+// headField reads name if it is one of the fields batches and result
+// batches begin with, and reports whether it was.
+func (p *parser) headField(name []byte, sync, runID *string, seq, partition *int) (bool, error) {
+	var err error
+	switch string(name) {
+	case "sync":
+		*sync, err = p.stringField()
+	case "run_id":
+		*runID, err = p.stringField()
+	case "seq":
+		*seq, err = p.intField()
+	case "partition":
+		*partition, err = p.intField()
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 func (p *parser) records(keepRaw bool) ([]Record, error) {
@@ -257,14 +276,7 @@ func (b *Batch) DecodeData() error {
 // EncodeResults encodes a result batch message.
 func EncodeResults(rb ResultBatch) ([]byte, error) {
 	var j JSONBuffer
-	j.Buf = append(j.Buf, `{"sync":`...)
-	j.String(rb.Sync)
-	j.Buf = append(j.Buf, `,"run_id":`...)
-	j.String(rb.RunID)
-	j.Buf = append(j.Buf, `,"seq":`...)
-	j.Buf = strconv.AppendInt(j.Buf, int64(rb.Seq), 10)
-	j.Buf = append(j.Buf, `,"partition":`...)
-	j.Buf = strconv.AppendInt(j.Buf, int64(rb.Partition), 10)
+	j.head(rb.Sync, rb.RunID, rb.Seq, rb.Partition)
 	j.Buf = append(j.Buf, `,"results":`...)
 	if rb.Results == nil {
 		j.Buf = append(j.Buf, "null"...)
@@ -314,16 +326,11 @@ func DecodeResults(data []byte) (ResultBatch, error) {
 	p := newParser(data)
 	var rb ResultBatch
 	err := p.fields(func(name []byte) error {
+		if ok, err := p.headField(name, &rb.Sync, &rb.RunID, &rb.Seq, &rb.Partition); ok {
+			return err
+		}
 		var err error
 		switch string(name) {
-		case "sync":
-			rb.Sync, err = p.stringField()
-		case "run_id":
-			rb.RunID, err = p.stringField()
-		case "seq":
-			rb.Seq, err = p.intField()
-		case "partition":
-			rb.Partition, err = p.intField()
 		case "retries":
 			rb.Retries, err = p.intField()
 		case "results":

@@ -525,9 +525,9 @@ func (p *parser) mapField() (map[string]any, error) {
 	return p.object(1)
 }
 
-// ParseJSON decodes one JSON value as encoding/json with UseNumber would
-// into an any.
-func ParseJSON(data []byte) (any, error) {
+// parseJSON decodes one JSON value as encoding/json with UseNumber would
+// into an any (the fuzz test's view of the parser).
+func parseJSON(data []byte) (any, error) {
 	p := newParser(data)
 	v, err := p.value(0)
 	if err != nil {
